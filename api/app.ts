@@ -1,0 +1,168 @@
+import { randomUUID } from 'node:crypto';
+import express, { type NextFunction, type Request, type RequestHandler, type Response } from 'express';
+import type { Registry } from 'prom-client';
+import { KurirError } from '../common/errors.js';
+import type { ApiKeyAuthenticator } from '../common/security/api-keys.js';
+import type { RedisClient } from '../common/store/verification.store.js';
+import { problemMiddleware, sendProblem } from './problem.js';
+import { IDEMPOTENCY_KEY } from './schemas.js';
+import {
+  cancelVerification,
+  checkVerification,
+  createVerification,
+  getVerification,
+  resendVerification,
+  type Reply,
+  type VerificationDeps,
+} from './verifications.handlers.js';
+import { receiveYCloudWebhook, type WebhookDeps } from './webhooks.handler.js';
+
+export interface ApiDeps {
+  verifications: VerificationDeps;
+  webhooks: WebhookDeps;
+  authenticator: ApiKeyAuthenticator;
+  registry: Registry;
+  redis: RedisClient;
+}
+
+const JSON_LIMIT = '16kb';
+const WEBHOOK_LIMIT = '256kb';
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,100}$/;
+
+interface Locals {
+  tenant: string;
+  requestId: string;
+}
+
+function locals(res: Response): Locals {
+  return res.locals as Locals;
+}
+
+function send(res: Response, reply: Reply): void {
+  for (const [name, value] of Object.entries(reply.headers ?? {})) res.setHeader(name, value);
+  res.status(reply.status).json(reply.body);
+}
+
+/** Wraps a plain handler so express only translates between HTTP and `(input, deps) → Reply`. */
+function route(handler: (req: Request, res: Response) => Promise<Reply>): RequestHandler {
+  return async (req, res) => {
+    send(res, await handler(req, res));
+  };
+}
+
+/** Bearer API key → tenant, before any body is read or Redis is touched. */
+function authenticate(authenticator: ApiKeyAuthenticator): RequestHandler {
+  return (req, res, next) => {
+    const header = req.get('authorization');
+    const match = header === undefined ? null : /^Bearer ([\x21-\x7E]{1,512})$/.exec(header);
+    const tenant = match?.[1] === undefined ? undefined : authenticator.tenantFor(match[1]);
+    if (tenant === undefined) {
+      res.setHeader('WWW-Authenticate', 'Bearer realm="kurir"');
+      next(new KurirError('unauthorized', header === undefined ? 'Authorization: Bearer <api key> is required.' : 'The API key is not valid.'));
+      return;
+    }
+    locals(res).tenant = tenant;
+    next();
+  };
+}
+
+/** A body that is present but not JSON is refused outright instead of being read as empty. */
+function requireJsonWhenPresent(req: Request, _res: Response, next: NextFunction): void {
+  const hasBody = req.get('content-length') !== undefined ? Number(req.get('content-length')) > 0 : req.get('transfer-encoding') !== undefined;
+  if (hasBody && !req.is('application/json')) {
+    next(new KurirError('unsupported_media_type', 'Send the body as application/json.'));
+    return;
+  }
+  next();
+}
+
+export function createApp(deps: ApiDeps): express.Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('trust proxy', false);
+  app.set('query parser', 'simple');
+
+  app.use((req, res, next) => {
+    const given = req.get('x-request-id');
+    const requestId = given !== undefined && REQUEST_ID.test(given) ? given : randomUUID();
+    locals(res).requestId = requestId;
+    res.setHeader('X-Request-Id', requestId);
+    res.setHeader('Cache-Control', 'no-store');
+    next();
+  });
+
+  app.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+  app.get('/readyz', async (_req, res) => {
+    try {
+      await Promise.race([
+        deps.redis.ping(),
+        new Promise((_resolve, reject) => setTimeout(() => reject(new Error('redis ping timed out')), 1000).unref()),
+      ]);
+      res.json({ status: 'ready' });
+    } catch {
+      res.setHeader('Retry-After', '1');
+      res.status(503).type('application/problem+json').send(
+        JSON.stringify({ type: 'urn:kurir:problem:service_unavailable', title: 'Not ready', status: 503, code: 'service_unavailable', detail: 'Redis is not reachable.' }),
+      );
+    }
+  });
+  app.get('/metrics', async (_req, res) => {
+    res.setHeader('Content-Type', deps.registry.contentType);
+    res.send(await deps.registry.metrics());
+  });
+
+  // Webhooks: the signature covers the exact bytes, so the body is kept raw here.
+  app.post(
+    '/v1/webhooks/ycloud',
+    (req, _res, next) => {
+      if (!req.is('application/json')) next(new KurirError('unsupported_media_type', 'Webhooks must be application/json.'));
+      else next();
+    },
+    express.raw({ type: 'application/json', limit: WEBHOOK_LIMIT }),
+    route((req) =>
+      receiveYCloudWebhook(
+        { rawBody: Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0), signatureHeader: req.get('ycloud-signature') },
+        deps.webhooks,
+      ),
+    ),
+  );
+
+  const v1 = express.Router();
+  v1.use(authenticate(deps.authenticator));
+  v1.use(requireJsonWhenPresent);
+  v1.use(express.json({ limit: JSON_LIMIT, strict: true, type: 'application/json' }));
+  const caller = (res: Response) => ({ tenant: locals(res).tenant, requestId: locals(res).requestId });
+  const param = (req: Request) => String(req.params.id ?? '');
+
+  v1.post(
+    '/verifications',
+    route((req, res) => {
+      const idempotencyKey = req.get('idempotency-key');
+      if (idempotencyKey !== undefined && !IDEMPOTENCY_KEY.test(idempotencyKey)) {
+        throw new KurirError('invalid_idempotency_key', 'Idempotency-Key must be 1–255 visible ASCII characters.');
+      }
+      return createVerification({ body: req.body, idempotencyKey, caller: caller(res) }, deps.verifications);
+    }),
+  );
+  v1.get('/verifications/:id', route((req, res) => getVerification({ id: param(req), caller: caller(res) }, deps.verifications)));
+  v1.post(
+    '/verifications/:id/check',
+    route((req, res) => checkVerification({ id: param(req), body: req.body, caller: caller(res) }, deps.verifications)),
+  );
+  v1.post(
+    '/verifications/:id/resend',
+    route((req, res) => resendVerification({ id: param(req), body: req.body, caller: caller(res) }, deps.verifications)),
+  );
+  v1.post('/verifications/:id/cancel', route((req, res) => cancelVerification({ id: param(req), caller: caller(res) }, deps.verifications)));
+  app.use('/v1', v1);
+
+  app.use((_req, _res, next) => {
+    next(new KurirError('not_found', 'No such endpoint.'));
+  });
+  app.use(problemMiddleware(deps.verifications.logger));
+  return app;
+}
+
+export { sendProblem };

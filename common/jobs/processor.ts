@@ -1,0 +1,46 @@
+import { Worker, type ConnectionOptions, type Job } from 'bullmq';
+import type { Logger } from 'pino';
+import type { KeySpace } from '../store/keys.js';
+import { queueOptions } from './queues.js';
+import type { QueueName } from './catalogue.js';
+
+/**
+ * Starts one BullMQ worker for one queue. Failures that BullMQ will retry are logged at warn,
+ * final ones at error; error messages never contain message content (providers keep it out).
+ */
+export function startProcessor<T>(options: {
+  queue: QueueName;
+  keys: KeySpace;
+  connection: ConnectionOptions;
+  concurrency: number;
+  logger: Logger;
+  handler: (job: Job) => Promise<T>;
+}): Worker {
+  const { connection, prefix } = queueOptions(options.keys, options.queue, options.connection);
+  const worker = new Worker(options.queue, options.handler, {
+    connection,
+    prefix,
+    concurrency: options.concurrency,
+    // A send that stalls (process frozen or killed) is picked up again after 30 s at most.
+    stalledInterval: 30_000,
+    maxStalledCount: 1,
+  });
+  worker.on('failed', (job, error) => {
+    const final = job === undefined || job.finishedOn !== undefined || error.name === 'UnrecoverableError';
+    options.logger[final ? 'error' : 'warn'](
+      { queue: options.queue, jobId: job?.id, attemptsMade: job?.attemptsMade, err: { name: error.name, message: error.message } },
+      final ? 'job failed' : 'job failed, retrying',
+    );
+  });
+  worker.on('error', (error) => {
+    options.logger.error({ queue: options.queue, err: { name: error.name, message: error.message } }, 'worker error');
+  });
+  return worker;
+}
+
+/** Closes workers in parallel, letting in-flight jobs finish; one failure never skips the rest. */
+export async function closeWorkers(workers: readonly Worker[]): Promise<void> {
+  const results = await Promise.allSettled(workers.map((worker) => worker.close()));
+  const failure = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
+  if (failure !== undefined) throw failure.reason;
+}

@@ -1,0 +1,120 @@
+import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/**
+ * The process's Prometheus metrics. Label values come only from fixed sets (channel, provider,
+ * ISO country, purpose, status, reason, configured tenant); never a number, an id or an IP, so
+ * cardinality stays bounded whatever the traffic.
+ */
+export interface Metrics {
+  registry: Registry;
+  verificationsCreated: Counter<'tenant' | 'purpose' | 'channel' | 'country'>;
+  verificationsEnded: Counter<'tenant' | 'purpose' | 'status'>;
+  checks: Counter<'tenant' | 'result'>;
+  messagesSent: Counter<'channel' | 'provider' | 'result'>;
+  receipts: Counter<'channel' | 'status'>;
+  fallbacks: Counter<'from' | 'to' | 'reason'>;
+  lateReceipts: Counter<'channel'>;
+  webhookEvents: Counter<'type' | 'result'>;
+  jobsSkipped: Counter<'queue' | 'reason'>;
+  providerCallDuration: Histogram<'provider' | 'channel' | 'result'>;
+  deliveryLatency: Histogram<'channel' | 'country'>;
+  timeToVerify: Histogram<'channel' | 'purpose'>;
+}
+
+const COUNTRY = /^[A-Z]{2}$/;
+
+/** ISO country code as a label; anything else (email, unknown) becomes `ZZ`, the ISO "unknown". */
+export function countryLabel(country: string | undefined): string {
+  return country !== undefined && COUNTRY.test(country) ? country : 'ZZ';
+}
+
+/** Known webhook event types keep their name; anything else is one bucket. */
+const KNOWN_EVENT_TYPES = new Set(['whatsapp.message.updated', 'sms.message.updated', 'email.delivery.updated']);
+export function eventTypeLabel(type: string): string {
+  return KNOWN_EVENT_TYPES.has(type) ? type : 'other';
+}
+
+export function createMetrics(options: { role: string; collectDefaults?: boolean }): Metrics {
+  const registry = new Registry();
+  registry.setDefaultLabels({ role: options.role });
+  if (options.collectDefaults !== false) collectDefaultMetrics({ register: registry, prefix: 'kurir_process_' });
+  const registers = [registry];
+  return {
+    registry,
+    verificationsCreated: new Counter({
+      name: 'kurir_verifications_created_total',
+      help: 'Verifications accepted by the API, by first channel.',
+      labelNames: ['tenant', 'purpose', 'channel', 'country'],
+      registers,
+    }),
+    verificationsEnded: new Counter({
+      name: 'kurir_verifications_ended_total',
+      help: 'Verifications that reached a final status (approved, canceled, expired, max_attempts).',
+      labelNames: ['tenant', 'purpose', 'status'],
+      registers,
+    }),
+    checks: new Counter({
+      name: 'kurir_checks_total',
+      help: 'Code checks by result (approved, wrong_code, max_attempts, expired, canceled, not_found).',
+      labelNames: ['tenant', 'result'],
+      registers,
+    }),
+    messagesSent: new Counter({
+      name: 'kurir_messages_sent_total',
+      help: 'Provider send calls by result (accepted, retry, failed, skipped).',
+      labelNames: ['channel', 'provider', 'result'],
+      registers,
+    }),
+    receipts: new Counter({
+      name: 'kurir_receipts_total',
+      help: 'Delivery receipts applied, by the status they moved the delivery to.',
+      labelNames: ['channel', 'status'],
+      registers,
+    }),
+    fallbacks: new Counter({
+      name: 'kurir_fallbacks_total',
+      help: 'Fallbacks started, by channel pair and reason (failed, timeout, rejected).',
+      labelNames: ['from', 'to', 'reason'],
+      registers,
+    }),
+    lateReceipts: new Counter({
+      name: 'kurir_late_receipts_total',
+      help: 'Delivered/read receipts that arrived after the fallback went out (double sends).',
+      labelNames: ['channel'],
+      registers,
+    }),
+    webhookEvents: new Counter({
+      name: 'kurir_webhook_events_total',
+      help: 'Provider webhook requests by event type and result.',
+      labelNames: ['type', 'result'],
+      registers,
+    }),
+    jobsSkipped: new Counter({
+      name: 'kurir_jobs_skipped_total',
+      help: 'Jobs that had nothing left to do (stale verification, already sent, unknown message).',
+      labelNames: ['queue', 'reason'],
+      registers,
+    }),
+    providerCallDuration: new Histogram({
+      name: 'kurir_provider_call_duration_seconds',
+      help: 'Latency of provider API calls.',
+      labelNames: ['provider', 'channel', 'result'],
+      buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10],
+      registers,
+    }),
+    deliveryLatency: new Histogram({
+      name: 'kurir_delivery_latency_seconds',
+      help: 'From provider acceptance to the delivered receipt.',
+      labelNames: ['channel', 'country'],
+      buckets: [0.5, 1, 2, 3, 5, 8, 13, 21, 34, 60, 120],
+      registers,
+    }),
+    timeToVerify: new Histogram({
+      name: 'kurir_time_to_verify_seconds',
+      help: 'From creation to approval, by the channel of the latest delivery.',
+      labelNames: ['channel', 'purpose'],
+      buckets: [5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600, 900],
+      registers,
+    }),
+  };
+}

@@ -1,0 +1,87 @@
+import { Redis } from 'ioredis';
+import type { Config } from '../config/env.js';
+import { loadPolicy, type Policy } from '../config/policy.js';
+import { JobQueues } from '../jobs/queues.js';
+import { createLogger, type Logger } from '../observability/logger.js';
+import { createMetrics, type Metrics } from '../observability/metrics.js';
+import type { MessagingProvider } from '../providers/provider.js';
+import { createYCloudProvider } from '../providers/ycloud/ycloud.provider.js';
+import { createCodeVault, type CodeVault } from '../security/code-vault.js';
+import { createKeySpace, type KeySpace } from '../store/keys.js';
+import { VerificationStore } from '../store/verification.store.js';
+
+/**
+ * What every role shares, built once by a process's composition root (its main.ts). Nothing
+ * below this level creates connections, loggers or providers; they are passed in.
+ */
+export interface Services {
+  config: Config;
+  policy: Policy;
+  logger: Logger;
+  metrics: Metrics;
+  keys: KeySpace;
+  /** Command connection: store scripts and queue producers. Fails fast when Redis is away. */
+  redis: Redis;
+  /** Connection template for BullMQ workers (they need `maxRetriesPerRequest: null` and reconnect forever). */
+  workerRedis: Redis;
+  store: VerificationStore;
+  queues: JobQueues;
+  vault: CodeVault;
+  provider: MessagingProvider;
+  now: () => number;
+  close(): Promise<void>;
+}
+
+export function createServices(config: Config, options: { role: string; logger?: Logger }): Services {
+  const logger = options.logger ?? createLogger({ level: config.log.level, pretty: config.log.pretty, name: `kurir-${options.role}` });
+  const policy = loadPolicy(config.policyFile);
+  const metrics = createMetrics({ role: options.role });
+  const keys = createKeySpace(config.redis.keyPrefix);
+  const redis = new Redis(config.redis.url, {
+    maxRetriesPerRequest: 1,
+    connectTimeout: 2000,
+    lazyConnect: false,
+    connectionName: `kurir-${options.role}`,
+  });
+  const workerRedis = new Redis(config.redis.url, {
+    maxRetriesPerRequest: null,
+    lazyConnect: true,
+    connectionName: `kurir-${options.role}-worker`,
+  });
+  redis.on('error', (error: Error) => logger.warn({ err: { message: error.message } }, 'redis connection error'));
+  workerRedis.on('error', (error: Error) => logger.warn({ err: { message: error.message } }, 'redis (worker) connection error'));
+  const queues = new JobQueues(keys, redis);
+  const store = new VerificationStore(redis, keys, config.retentionSeconds * 1000);
+  const provider = createYCloudProvider({
+    baseUrl: config.provider.baseUrl,
+    apiKey: config.provider.apiKey,
+    whatsappFrom: config.provider.whatsappFrom,
+    smsSenderId: config.provider.smsSenderId,
+    emailFrom: config.provider.emailFrom,
+    timeoutMs: config.provider.timeoutMs,
+  });
+  for (const name of config.developmentDefaults) {
+    logger.warn({ setting: name }, 'using a built-in development default; set it before going to production');
+  }
+  let closing: Promise<void> | undefined;
+  return {
+    config,
+    policy,
+    logger,
+    metrics,
+    keys,
+    redis,
+    workerRedis,
+    store,
+    queues,
+    vault: createCodeVault(config.secret),
+    provider,
+    now: () => Date.now(),
+    close: () =>
+      (closing ??= (async () => {
+        // Queues first (they use the command connection), then the connections themselves.
+        await queues.close().catch((error: unknown) => logger.warn({ err: error }, 'closing queues failed'));
+        await Promise.allSettled([redis.quit(), workerRedis.quit()]);
+      })()),
+  };
+}

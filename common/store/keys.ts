@@ -1,0 +1,28 @@
+/**
+ * Redis key layout. Every key of one verification carries the verification id as its hash tag
+ * (`kurir:{ver_…}`), so each Lua transition touches a single slot and the same scripts run on
+ * one Redis, Sentinel or Cluster. Each queue gets its own braced prefix for the same reason.
+ */
+export interface KeySpace {
+  readonly prefix: string;
+  verification(id: string): string;
+  /** Provider message id → `<verificationId>-<n>`, for receipts that do not echo externalId. */
+  providerMessage(provider: string, providerMessageId: string): string;
+  /** Webhook event ids already accepted (dedupe). */
+  webhookEvent(eventDigest: string): string;
+  /** Numbers Meta told us are not on WhatsApp (keyed by a MAC of the number, never the number). */
+  noWhatsApp(numberMac: string): string;
+  /** BullMQ prefix for one queue. */
+  queuePrefix(queue: string): string;
+}
+
+export function createKeySpace(prefix: string): KeySpace {
+  return {
+    prefix,
+    verification: (id) => `${prefix}:{${id}}`,
+    providerMessage: (provider, id) => `${prefix}:pm:${provider}:${id}`,
+    webhookEvent: (digest) => `${prefix}:evt:${digest}`,
+    noWhatsApp: (mac) => `${prefix}:nowa:${mac}`,
+    queuePrefix: (queue) => `{${prefix}-${queue}}`,
+  };
+}

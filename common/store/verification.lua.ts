@@ -1,0 +1,265 @@
+/**
+ * The Lua scripts behind every state change of a verification. Each runs atomically on the one
+ * hash `KEYS[1]` that holds the verification and its deliveries, which is what makes "at most one
+ * fallback per delivery", "exactly one approval" and "receipts only move forward" hold under any
+ * concurrency of API processes, workers and the scheduler.
+ *
+ * Field names in the hash: verification fields by name (`status`, `expiresAt`, …) and delivery
+ * fields as `d<n>:<field>` (`d1:st`, `d1:ch`, …) so that a verification is a single key.
+ */
+
+/** Helpers shared by the scripts (Lua has no modules inside EVAL). */
+const PRELUDE = `
+local RANK = { queued = 0, retrying = 1, sending = 2, accepted = 3, sent = 4, failed = 5, delivered = 6, read = 7 }
+local KEY = KEYS[1]
+
+local function dfield(n, name) return 'd' .. n .. ':' .. name end
+
+-- Ends a verification: drops the sealed code (nothing left to send) and shortens the record's
+-- life to the retention window, so finished verifications do not hold memory until their TTL.
+local function finish(status, now, retentionMs)
+  redis.call('HSET', KEY, 'status', status, 'endedAt', now)
+  redis.call('HDEL', KEY, 'codeSealed')
+  redis.call('PEXPIRE', KEY, retentionMs)
+end
+
+local function split(csv)
+  local out = {}
+  for item in string.gmatch(csv, '[^,]+') do out[#out + 1] = item end
+  return out
+end
+
+local function next_channel(plan_csv, current)
+  local plan = split(plan_csv)
+  for i, channel in ipairs(plan) do
+    if channel == current then return plan[i + 1] end
+  end
+  for _, channel in ipairs(plan) do
+    if channel ~= current then return channel end
+  end
+  return nil
+end
+
+-- Starts delivery n+1 on the next channel of the plan after delivery n, at most once per
+-- delivery: the d<n>:fb marker is written in the same atomic step. Returns
+-- {'fallback', m, channel} | {'already', m, channel} | {'exhausted'} | {'ended', status}.
+local function start_fallback(n, reason, now)
+  local fb = redis.call('HGET', KEY, dfield(n, 'fb'))
+  if fb == '0' then return { 'exhausted' } end
+  if fb then return { 'already', tonumber(fb), redis.call('HGET', KEY, dfield(fb, 'ch')) } end
+  local v = redis.call('HMGET', KEY, 'status', 'expiresAt', 'plan', 'sends')
+  if v[1] ~= 'pending' or now >= tonumber(v[2]) then return { 'ended', v[1] == 'pending' and 'expired' or v[1] } end
+  local channel = redis.call('HGET', KEY, dfield(n, 'ch'))
+  local nxt = next_channel(v[3], channel)
+  if not nxt then
+    redis.call('HSET', KEY, dfield(n, 'fb'), 0)
+    return { 'exhausted' }
+  end
+  local m = tonumber(v[4]) + 1
+  redis.call('HSET', KEY, 'sends', m, 'lastSendAt', now,
+    dfield(n, 'fb'), m,
+    dfield(m, 'ch'), nxt, dfield(m, 'st'), 'queued', dfield(m, 'why'), reason, dfield(m, 'q'), now)
+  return { 'fallback', m, nxt }
+end
+`;
+
+function script(body: string): string {
+  return `${PRELUDE}\n${body}`;
+}
+
+/**
+ * create: ARGV = recordTtlMs, then field/value pairs. Writes nothing when the id exists (an
+ * idempotent replay) and returns the stored request fingerprint so the caller can tell a true
+ * replay from a reused key. → {'created'} | {'exists', fingerprint}
+ */
+export const CREATE = script(`
+if redis.call('EXISTS', KEY) == 1 then
+  return { 'exists', redis.call('HGET', KEY, 'fingerprint') or '' }
+end
+redis.call('HSET', KEY, unpack(ARGV, 2))
+redis.call('PEXPIRE', KEY, ARGV[1])
+return { 'created' }
+`);
+
+/**
+ * check: ARGV = tenant, candidateMac, now, blindingSalt, retentionMs.
+ * Counts the attempt and compares in one step, so concurrent guesses can neither exceed the
+ * attempt limit nor approve twice. The comparison is of SHA-1(salt .. mac) on both sides with a
+ * fresh random salt per call (the "double HMAC" blinding): whatever Lua's string equality leaks
+ * about timing is about values the caller cannot predict, so it says nothing about the stored MAC.
+ * → {status, attemptsRemaining, ended 0|1 (this call ended the verification)}: the status after this check, `consumed` for an already approved one,
+ *   `not_found` for an unknown id or another tenant's.
+ */
+export const CHECK = script(`
+local tenant, candidate, now, salt, retention = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
+local v = redis.call('HMGET', KEY, 'tenant', 'status', 'expiresAt', 'attempts', 'maxAttempts', 'codeMac')
+if not v[1] or v[1] ~= tenant then return { 'not_found', 0, 0 } end
+local status, expiresAt, attempts, maxAttempts = v[2], tonumber(v[3]), tonumber(v[4]), tonumber(v[5])
+if status == 'pending' and now >= expiresAt then
+  finish('expired', now, retention)
+  return { 'expired', 0, 1 }
+end
+-- An approved verification is consumed: report it apart so the API can answer as for an unknown id.
+if status ~= 'pending' then return { status == 'approved' and 'consumed' or status, 0, 0 } end
+if attempts >= maxAttempts then
+  finish('max_attempts', now, retention)
+  return { 'max_attempts', 0, 1 }
+end
+attempts = redis.call('HINCRBY', KEY, 'attempts', 1)
+if redis.sha1hex(salt .. v[6]) == redis.sha1hex(salt .. candidate) then
+  redis.call('HSET', KEY, 'approvedAt', now)
+  finish('approved', now, retention)
+  return { 'approved', maxAttempts - attempts, 1 }
+end
+if attempts >= maxAttempts then
+  finish('max_attempts', now, retention)
+  return { 'max_attempts', 0, 1 }
+end
+return { 'pending', maxAttempts - attempts, 0 }
+`);
+
+/**
+ * begin_send: ARGV = n, now, token. Moves delivery n to `sending` only from `queued` or
+ * `retrying` (or from `sending` left behind by a run with another token, i.e. a worker that died
+ * mid-call), so a duplicate or replayed job never sends a finished delivery again. Refuses when
+ * the verification is no longer pending: a backlog never delivers a stale code.
+ * → {'go', to, channel, locale, purpose, tenant, codeSealed, expiresAt, plan, timeoutSeconds}
+ *   | {'stale', status} | {'done', deliveryStatus} | {'missing'}
+ */
+export const BEGIN_SEND = script(`
+local n, now, token = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local d = redis.call('HMGET', KEY, dfield(n, 'st'), dfield(n, 'tok'), dfield(n, 'ch'))
+if not d[1] then return { 'missing' } end
+local v = redis.call('HMGET', KEY, 'status', 'expiresAt', 'to', 'locale', 'purpose', 'tenant', 'codeSealed', 'plan', 'timeout')
+if v[1] ~= 'pending' or now >= tonumber(v[2]) then return { 'stale', v[1] == 'pending' and 'expired' or v[1] } end
+local st = d[1]
+if st == 'queued' or st == 'retrying' or (st == 'sending' and d[2] ~= token) then
+  redis.call('HSET', KEY, dfield(n, 'st'), 'sending', dfield(n, 'tok'), token)
+  return { 'go', v[3], d[3], v[4], v[5], v[6], v[7], v[2], v[8], v[9] }
+end
+return { 'done', st }
+`);
+
+/**
+ * mark_sent: ARGV = n, now, provider, providerMessageId, status. Records the provider's answer;
+ * the status only moves forward because a receipt may already have overtaken the answer.
+ * → {deliveryStatus, fallbackMarker or ''}
+ */
+export const MARK_SENT = script(`
+local n, now, provider, pid, status = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local st = redis.call('HGET', KEY, dfield(n, 'st'))
+if not st then return { 'missing', '' } end
+redis.call('HSET', KEY, dfield(n, 'pv'), provider, dfield(n, 'pid'), pid)
+redis.call('HSETNX', KEY, dfield(n, 'sent'), now)
+if RANK[status] > RANK[st] then
+  redis.call('HSET', KEY, dfield(n, 'st'), status)
+  st = status
+end
+return { st, redis.call('HGET', KEY, dfield(n, 'fb')) or '' }
+`);
+
+/** mark_retry: ARGV = n, errorCode. A transient failure: the next job attempt may send again. */
+export const MARK_RETRY = script(`
+local n, err = ARGV[1], ARGV[2]
+if redis.call('HGET', KEY, dfield(n, 'st')) == 'sending' then
+  redis.call('HSET', KEY, dfield(n, 'st'), 'retrying', dfield(n, 'err'), err)
+  return 1
+end
+return 0
+`);
+
+/**
+ * fallback: ARGV = n, reason (failed|rejected|timeout), now, errorCode.
+ * For `failed`/`rejected` delivery n is marked failed first. Nothing happens once the delivery was
+ * confirmed delivered or read, whatever the reason. Same return values as start_fallback, plus
+ * {'delivered'} and {'missing'}.
+ */
+export const FALLBACK = script(`
+local n, reason, now, err = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local st = redis.call('HGET', KEY, dfield(n, 'st'))
+if not st then return { 'missing' } end
+-- Confirmed delivered (a receipt can overtake a send call that then times out): nothing to do.
+if RANK[st] >= RANK['delivered'] then return { 'delivered' } end
+if reason ~= 'timeout' and RANK[st] < RANK['failed'] then
+  redis.call('HSET', KEY, dfield(n, 'st'), 'failed', dfield(n, 'fail'), now)
+  if err ~= '' then redis.call('HSET', KEY, dfield(n, 'err'), err) end
+end
+return start_fallback(n, reason, now)
+`);
+
+/**
+ * receipt: ARGV = n, status, at (the provider's time of the status), errorCode, providerMessageId,
+ * now (our clock, which decides expiry and stamps a fallback; provider clocks may drift).
+ * Applies a provider receipt if it moves the delivery forward; a `failed` receipt starts the
+ * fallback in the same step; a delivered/read receipt after a fallback is flagged as a double
+ * send. → {changed 0|1, deliveryStatus, late 0|1, fallback result...}
+ */
+export const RECEIPT = script(`
+local n, status, now, err, pid, clock = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], tonumber(ARGV[6])
+local d = redis.call('HMGET', KEY, dfield(n, 'st'), dfield(n, 'fb'), dfield(n, 'late'), dfield(n, 'pid'))
+if not d[1] then return { 0, 'missing', 0 } end
+local st = d[1]
+local changed = 0
+if RANK[status] > RANK[st] then
+  changed = 1
+  redis.call('HSET', KEY, dfield(n, 'st'), status)
+  if status == 'sent' or status == 'accepted' then
+    redis.call('HSETNX', KEY, dfield(n, 'sent'), now)
+  elseif status == 'failed' then
+    redis.call('HSET', KEY, dfield(n, 'fail'), now)
+    if err ~= '' then redis.call('HSET', KEY, dfield(n, 'err'), err) end
+  else
+    -- read implies delivered: Meta may skip the delivered status when both happen at once.
+    redis.call('HSETNX', KEY, dfield(n, 'dlv'), now)
+  end
+end
+if pid ~= '' and not d[4] then redis.call('HSET', KEY, dfield(n, 'pid'), pid) end
+local late = 0
+if changed == 1 and RANK[status] >= RANK['delivered'] and d[2] and d[2] ~= '0' and not d[3] then
+  redis.call('HSET', KEY, dfield(n, 'late'), 1)
+  late = 1
+end
+local result = { changed, changed == 1 and status or st, late }
+if changed == 1 and status == 'failed' then
+  local fb = start_fallback(n, 'failed', clock)
+  for _, item in ipairs(fb) do result[#result + 1] = item end
+end
+return result
+`);
+
+/**
+ * resend: ARGV = tenant, channel ('' = the channel of the latest delivery), now, cooldownMs,
+ * maxSends. Starts a new delivery of the same code. The superseded delivery is marked as fallen
+ * back so its own timeout or a late failure does not start yet another message.
+ * → {'ok', m, channel} | {'not_found'} | {'not_pending', status} | {'cooldown', retryAfterMs}
+ *   | {'max_sends'} | {'channel_not_allowed'}
+ */
+export const RESEND = script(`
+local tenant, wanted, now, cooldown, maxSends = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local v = redis.call('HMGET', KEY, 'tenant', 'status', 'expiresAt', 'sends', 'lastSendAt', 'kind')
+if not v[1] or v[1] ~= tenant then return { 'not_found' } end
+if v[2] ~= 'pending' or now >= tonumber(v[3]) then return { 'not_pending', v[2] == 'pending' and 'expired' or v[2] } end
+local sends, last = tonumber(v[4]), tonumber(v[5])
+local wait = last + cooldown - now
+if wait > 0 then return { 'cooldown', wait } end
+if sends >= maxSends then return { 'max_sends' } end
+local previous = redis.call('HGET', KEY, dfield(sends, 'ch'))
+local channel = wanted ~= '' and wanted or previous
+if (v[6] == 'email') ~= (channel == 'email') then return { 'channel_not_allowed' } end
+local m = sends + 1
+local why = channel ~= previous and 'user_choice' or 'resend'
+redis.call('HSETNX', KEY, dfield(sends, 'fb'), m)
+redis.call('HSET', KEY, 'sends', m, 'lastSendAt', now,
+  dfield(m, 'ch'), channel, dfield(m, 'st'), 'queued', dfield(m, 'why'), why, dfield(m, 'q'), now)
+return { 'ok', m, channel }
+`);
+
+/** cancel: ARGV = tenant, now, retentionMs. → {'canceled'} | {'not_found'} | {'not_pending', status} */
+export const CANCEL = script(`
+local tenant, now, retention = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local v = redis.call('HMGET', KEY, 'tenant', 'status', 'expiresAt')
+if not v[1] or v[1] ~= tenant then return { 'not_found' } end
+if v[2] ~= 'pending' or now >= tonumber(v[3]) then return { 'not_pending', v[2] == 'pending' and 'expired' or v[2] } end
+finish('canceled', now, retention)
+return { 'canceled' }
+`);

@@ -1,0 +1,392 @@
+import { randomBytes } from 'node:crypto';
+import type { Cluster, Redis } from 'ioredis';
+import { isChannel, isLocale, type Channel, type Locale } from '../domain/channel.js';
+import {
+  DELIVERY_REASONS,
+  DELIVERY_STATUSES,
+  VERIFICATION_STATUSES,
+  type Delivery,
+  type DeliveryReason,
+  type DeliveryStatus,
+  type FallbackReason,
+  type Verification,
+  type VerificationStatus,
+} from '../domain/verification.js';
+import type { KeySpace } from './keys.js';
+import * as lua from './verification.lua.js';
+
+/** A Redis connection as the store needs it: a single node, Sentinel-managed, or a Cluster. */
+export type RedisClient = Redis | Cluster;
+
+/** What a new verification is created with; the code itself never reaches the store. */
+export interface NewVerification {
+  id: string;
+  tenant: string;
+  to: string;
+  kind: 'phone' | 'email';
+  country: string | undefined;
+  purpose: string;
+  locale: Locale;
+  plan: Channel[];
+  firstChannel: Channel;
+  firstReason: DeliveryReason;
+  maxAttempts: number;
+  codeLength: number;
+  deliveryTimeoutSeconds: number;
+  codeMac: string;
+  codeSealed: string;
+  createdAt: number;
+  expiresAt: number;
+  /** Digest of the create request, kept to tell an idempotent replay from a reused key. */
+  fingerprint: string;
+}
+
+export type CreateResult = { created: true } | { created: false; fingerprint: string };
+
+export type CheckStatus = VerificationStatus | 'not_found' | 'consumed';
+export interface CheckResult {
+  status: CheckStatus;
+  attemptsRemaining: number;
+  /** True when this very check ended the verification (approved, max_attempts, expired). */
+  ended: boolean;
+}
+
+export interface SendContext {
+  to: string;
+  channel: Channel;
+  locale: Locale;
+  purpose: string;
+  tenant: string;
+  codeSealed: string;
+  expiresAt: number;
+  plan: Channel[];
+  deliveryTimeoutSeconds: number;
+}
+export type BeginSendResult =
+  | { kind: 'go'; context: SendContext }
+  | { kind: 'stale'; status: string }
+  | { kind: 'done'; status: string }
+  | { kind: 'missing' };
+
+export type FallbackResult =
+  | { kind: 'fallback'; delivery: number; channel: Channel }
+  | { kind: 'already'; delivery: number; channel: Channel }
+  | { kind: 'exhausted' }
+  | { kind: 'ended'; status: string }
+  | { kind: 'delivered' }
+  | { kind: 'missing' };
+
+export interface ReceiptResult {
+  changed: boolean;
+  status: DeliveryStatus | 'missing';
+  /** A delivered/read receipt for a delivery that had already fallen back: a double send. */
+  deliveredAfterFallback: boolean;
+  fallback: FallbackResult | undefined;
+}
+
+export type ResendResult =
+  | { kind: 'ok'; delivery: number; channel: Channel }
+  | { kind: 'not_found' }
+  | { kind: 'not_pending'; status: string }
+  | { kind: 'cooldown'; retryAfterMs: number }
+  | { kind: 'max_sends' }
+  | { kind: 'channel_not_allowed' };
+
+export type CancelResult = { kind: 'canceled' } | { kind: 'not_found' } | { kind: 'not_pending'; status: string };
+
+type Reply = (string | number | null)[];
+type ScriptRunner = (key: string, ...args: (string | number)[]) => Promise<Reply>;
+
+const SCRIPTS = {
+  kurirCreate: lua.CREATE,
+  kurirCheck: lua.CHECK,
+  kurirBeginSend: lua.BEGIN_SEND,
+  kurirMarkSent: lua.MARK_SENT,
+  kurirMarkRetry: lua.MARK_RETRY,
+  kurirFallback: lua.FALLBACK,
+  kurirReceipt: lua.RECEIPT,
+  kurirResend: lua.RESEND,
+  kurirCancel: lua.CANCEL,
+} as const;
+type ScriptName = keyof typeof SCRIPTS;
+
+function defineScripts(redis: RedisClient): Record<ScriptName, ScriptRunner> {
+  const runners = {} as Record<ScriptName, ScriptRunner>;
+  for (const [name, source] of Object.entries(SCRIPTS) as [ScriptName, string][]) {
+    // defineCommand caches the script by SHA and falls back to EVAL after a Redis restart (NOSCRIPT).
+    if (!(name in redis)) redis.defineCommand(name, { numberOfKeys: 1, lua: source });
+    const command = (redis as unknown as Record<ScriptName, ScriptRunner>)[name];
+    runners[name] = (key, ...args) => command.call(redis, key, ...args);
+  }
+  return runners;
+}
+
+function str(value: string | number | null | undefined): string {
+  return value === null || value === undefined ? '' : String(value);
+}
+
+function num(value: string | number | null | undefined): number {
+  return Number(value ?? 0);
+}
+
+function parseFallback(reply: Reply, offset = 0): FallbackResult {
+  const kind = str(reply[offset]);
+  switch (kind) {
+    case 'fallback':
+    case 'already': {
+      const channel = str(reply[offset + 2]);
+      if (!isChannel(channel)) throw new Error(`store: unknown channel "${channel}" in fallback`);
+      return { kind, delivery: num(reply[offset + 1]), channel };
+    }
+    case 'ended':
+      return { kind, status: str(reply[offset + 1]) };
+    case 'exhausted':
+    case 'delivered':
+    case 'missing':
+      return { kind };
+    default:
+      throw new Error(`store: unexpected fallback reply "${kind}"`);
+  }
+}
+
+function optionalNumber(value: string | undefined): number | undefined {
+  return value === undefined || value === '' ? undefined : Number(value);
+}
+
+function oneOf<T extends string>(allowed: readonly T[], value: string | undefined, fallback: T): T {
+  return value !== undefined && (allowed as readonly string[]).includes(value) ? (value as T) : fallback;
+}
+
+/** Rebuilds the domain object from the hash fields (see verification.lua.ts for the layout). */
+export function decodeVerification(fields: Record<string, string>): Verification | undefined {
+  if (fields.id === undefined) return undefined;
+  const locale = fields.locale;
+  const deliveries: Delivery[] = [];
+  const sends = Number(fields.sends ?? 0);
+  for (let n = 1; n <= sends; n += 1) {
+    const channel = fields[`d${n}:ch`];
+    if (!isChannel(channel)) continue;
+    const fellBackTo = optionalNumber(fields[`d${n}:fb`]);
+    deliveries.push({
+      n,
+      channel,
+      reason: oneOf(DELIVERY_REASONS, fields[`d${n}:why`], 'initial'),
+      status: oneOf(DELIVERY_STATUSES, fields[`d${n}:st`], 'queued'),
+      provider: fields[`d${n}:pv`],
+      providerMessageId: fields[`d${n}:pid`],
+      errorCode: fields[`d${n}:err`],
+      queuedAt: Number(fields[`d${n}:q`] ?? 0),
+      sentAt: optionalNumber(fields[`d${n}:sent`]),
+      deliveredAt: optionalNumber(fields[`d${n}:dlv`]),
+      failedAt: optionalNumber(fields[`d${n}:fail`]),
+      fellBackTo: fellBackTo === 0 ? undefined : fellBackTo,
+      deliveredAfterFallback: fields[`d${n}:late`] === '1',
+    });
+  }
+  return {
+    id: fields.id,
+    tenant: fields.tenant ?? '',
+    to: fields.to ?? '',
+    kind: fields.kind === 'email' ? 'email' : 'phone',
+    country: fields.country === '' ? undefined : fields.country,
+    purpose: fields.purpose ?? '',
+    locale: isLocale(locale) ? locale : 'en',
+    plan: (fields.plan ?? '').split(',').filter(isChannel),
+    status: oneOf(VERIFICATION_STATUSES, fields.status, 'pending'),
+    attempts: Number(fields.attempts ?? 0),
+    maxAttempts: Number(fields.maxAttempts ?? 0),
+    codeLength: Number(fields.codeLength ?? 0),
+    deliveryTimeoutSeconds: Number(fields.timeout ?? 0),
+    createdAt: Number(fields.createdAt ?? 0),
+    expiresAt: Number(fields.expiresAt ?? 0),
+    approvedAt: optionalNumber(fields.approvedAt),
+    endedAt: optionalNumber(fields.endedAt),
+    lastSendAt: Number(fields.lastSendAt ?? 0),
+    deliveries,
+  };
+}
+
+/**
+ * Typed access to verification state in Redis. Every mutating method is one Lua script on one
+ * key; nothing here keeps state between calls, so any number of processes may share a Redis.
+ */
+export class VerificationStore {
+  private readonly scripts: Record<ScriptName, ScriptRunner>;
+
+  constructor(
+    private readonly redis: RedisClient,
+    private readonly keys: KeySpace,
+    private readonly retentionMs: number,
+  ) {
+    this.scripts = defineScripts(redis);
+  }
+
+  async create(record: NewVerification): Promise<CreateResult> {
+    const fields: (string | number)[] = [
+      'id', record.id,
+      'tenant', record.tenant,
+      'to', record.to,
+      'kind', record.kind,
+      'country', record.country ?? '',
+      'purpose', record.purpose,
+      'locale', record.locale,
+      'plan', record.plan.join(','),
+      'status', 'pending',
+      'attempts', 0,
+      'maxAttempts', record.maxAttempts,
+      'codeLength', record.codeLength,
+      'timeout', record.deliveryTimeoutSeconds,
+      'codeMac', record.codeMac,
+      'codeSealed', record.codeSealed,
+      'createdAt', record.createdAt,
+      'expiresAt', record.expiresAt,
+      'lastSendAt', record.createdAt,
+      'fingerprint', record.fingerprint,
+      'sends', 1,
+      'd1:ch', record.firstChannel,
+      'd1:st', 'queued',
+      'd1:why', record.firstReason,
+      'd1:q', record.createdAt,
+    ];
+    const ttlMs = record.expiresAt - record.createdAt + this.retentionMs;
+    const reply = await this.scripts.kurirCreate(this.keys.verification(record.id), ttlMs, ...fields);
+    return str(reply[0]) === 'created' ? { created: true } : { created: false, fingerprint: str(reply[1]) };
+  }
+
+  async get(id: string): Promise<Verification | undefined> {
+    return decodeVerification(await this.redis.hgetall(this.keys.verification(id)));
+  }
+
+  async check(id: string, tenant: string, candidateMac: string, now: number): Promise<CheckResult> {
+    const salt = randomBytes(16).toString('hex');
+    const reply = await this.scripts.kurirCheck(this.keys.verification(id), tenant, candidateMac, now, salt, this.retentionMs);
+    return { status: str(reply[0]) as CheckStatus, attemptsRemaining: num(reply[1]), ended: num(reply[2]) === 1 };
+  }
+
+  async beginSend(id: string, delivery: number, now: number, token: string): Promise<BeginSendResult> {
+    const reply = await this.scripts.kurirBeginSend(this.keys.verification(id), delivery, now, token);
+    const kind = str(reply[0]);
+    if (kind === 'go') {
+      const channel = str(reply[2]);
+      const locale = str(reply[3]);
+      if (!isChannel(channel) || !isLocale(locale)) throw new Error('store: corrupt delivery record');
+      return {
+        kind,
+        context: {
+          to: str(reply[1]),
+          channel,
+          locale,
+          purpose: str(reply[4]),
+          tenant: str(reply[5]),
+          codeSealed: str(reply[6]),
+          expiresAt: num(reply[7]),
+          plan: str(reply[8]).split(',').filter(isChannel),
+          deliveryTimeoutSeconds: num(reply[9]),
+        },
+      };
+    }
+    if (kind === 'stale' || kind === 'done') return { kind, status: str(reply[1]) };
+    return { kind: 'missing' };
+  }
+
+  async markSent(
+    id: string,
+    delivery: number,
+    sent: { provider: string; providerMessageId: string; status: DeliveryStatus; at: number },
+  ): Promise<{ status: string; fellBack: boolean }> {
+    const reply = await this.scripts.kurirMarkSent(
+      this.keys.verification(id), delivery, sent.at, sent.provider, sent.providerMessageId, sent.status,
+    );
+    await this.redis.set(
+      this.keys.providerMessage(sent.provider, sent.providerMessageId), `${id}-${delivery}`, 'PX', this.retentionMs,
+    );
+    return { status: str(reply[0]), fellBack: str(reply[1]) !== '' };
+  }
+
+  async markRetry(id: string, delivery: number, errorCode: string): Promise<void> {
+    await this.scripts.kurirMarkRetry(this.keys.verification(id), delivery, errorCode);
+  }
+
+  async fallback(id: string, delivery: number, reason: FallbackReason, now: number, errorCode = ''): Promise<FallbackResult> {
+    return parseFallback(await this.scripts.kurirFallback(this.keys.verification(id), delivery, reason, now, errorCode));
+  }
+
+  async applyReceipt(
+    id: string,
+    delivery: number,
+    receipt: { status: DeliveryStatus; at: number; errorCode?: string | undefined; providerMessageId: string },
+    now: number,
+  ): Promise<ReceiptResult> {
+    const reply = await this.scripts.kurirReceipt(
+      this.keys.verification(id), delivery, receipt.status, receipt.at, receipt.errorCode ?? '', receipt.providerMessageId, now,
+    );
+    const status = str(reply[1]);
+    return {
+      changed: num(reply[0]) === 1,
+      status: status === 'missing' ? 'missing' : oneOf(DELIVERY_STATUSES, status, 'queued'),
+      deliveredAfterFallback: num(reply[2]) === 1,
+      fallback: reply.length > 3 ? parseFallback(reply, 3) : undefined,
+    };
+  }
+
+  /** Finds the delivery a receipt without our externalId belongs to. */
+  async findByProviderMessage(provider: string, providerMessageId: string): Promise<{ id: string; delivery: number } | undefined> {
+    const value = await this.redis.get(this.keys.providerMessage(provider, providerMessageId));
+    return value === null ? undefined : parseExternalId(value);
+  }
+
+  async resend(
+    id: string,
+    tenant: string,
+    channel: Channel | undefined,
+    now: number,
+    limits: { cooldownMs: number; maxSends: number },
+  ): Promise<ResendResult> {
+    const reply = await this.scripts.kurirResend(
+      this.keys.verification(id), tenant, channel ?? '', now, limits.cooldownMs, limits.maxSends,
+    );
+    const kind = str(reply[0]);
+    switch (kind) {
+      case 'ok': {
+        const chosen = str(reply[2]);
+        if (!isChannel(chosen)) throw new Error('store: corrupt resend reply');
+        return { kind, delivery: num(reply[1]), channel: chosen };
+      }
+      case 'not_pending':
+        return { kind, status: str(reply[1]) };
+      case 'cooldown':
+        return { kind, retryAfterMs: num(reply[1]) };
+      case 'not_found':
+      case 'max_sends':
+      case 'channel_not_allowed':
+        return { kind };
+      default:
+        throw new Error(`store: unexpected resend reply "${kind}"`);
+    }
+  }
+
+  async cancel(id: string, tenant: string, now: number): Promise<CancelResult> {
+    const reply = await this.scripts.kurirCancel(this.keys.verification(id), tenant, now, this.retentionMs);
+    const kind = str(reply[0]);
+    if (kind === 'canceled' || kind === 'not_found') return { kind };
+    return { kind: 'not_pending', status: str(reply[1]) };
+  }
+
+  /** Deletes a record whose first job could not be queued, so no half-created verification remains. */
+  async discard(id: string): Promise<void> {
+    await this.redis.del(this.keys.verification(id));
+  }
+}
+
+const EXTERNAL_ID = /^(ver_[A-Za-z0-9]{10,40})-([1-9][0-9]{0,2})$/;
+
+/** `externalId` is `<verificationId>-<n>`; anything else did not come from us. */
+export function parseExternalId(externalId: string): { id: string; delivery: number } | undefined {
+  const match = EXTERNAL_ID.exec(externalId);
+  if (match === null || match[1] === undefined || match[2] === undefined) return undefined;
+  return { id: match[1], delivery: Number(match[2]) };
+}
+
+export function externalIdFor(id: string, delivery: number): string {
+  return `${id}-${delivery}`;
+}
