@@ -8,6 +8,7 @@ import type { MessagingProvider } from '../providers/provider.js';
 import { createYCloudProvider } from '../providers/ycloud/ycloud.provider.js';
 import { createCodeVault, type CodeVault } from '../security/code-vault.js';
 import { createKeySpace, type KeySpace } from '../store/keys.js';
+import { watchRedisSettings } from './redis-checks.js';
 import { VerificationStore } from '../store/verification.store.js';
 
 /**
@@ -32,7 +33,10 @@ export interface Services {
   close(): Promise<void>;
 }
 
-export function createServices(config: Config, options: { role: string; logger?: Logger }): Services {
+export function createServices(
+  config: Config,
+  options: { role: string; logger?: Logger; /** Default: SIGTERM to itself, i.e. a graceful stop. */ onUnsafeRedis?: () => void },
+): Services {
   const logger = options.logger ?? createLogger({ level: config.log.level, pretty: config.log.pretty, name: `kurir-${options.role}` });
   const policy = loadPolicy(config.policyFile);
   const metrics = createMetrics({ role: options.role });
@@ -49,6 +53,11 @@ export function createServices(config: Config, options: { role: string; logger?:
     connectionName: `kurir-${options.role}-worker`,
   });
   redis.on('error', (error: Error) => logger.warn({ err: { message: error.message } }, 'redis connection error'));
+  watchRedisSettings(redis, {
+    production: config.production,
+    logger,
+    onUnsafe: options.onUnsafeRedis ?? (() => process.kill(process.pid, 'SIGTERM')),
+  });
   workerRedis.on('error', (error: Error) => logger.warn({ err: { message: error.message } }, 'redis (worker) connection error'));
   const queues = new JobQueues(keys, redis);
   const store = new VerificationStore(redis, keys, config.retentionSeconds * 1000);
