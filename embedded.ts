@@ -1,9 +1,9 @@
 import { startApiRole, type ApiRole } from './api/api-role.js';
 import { startSchedulerRole } from './scheduler/scheduler.js';
 import { startSimulator, type SimulatedMessage, type Simulator } from './simulator/simulator.js';
+export { describeSimulatedMessage } from './simulator/describe.js';
 import { startWorkerRole } from './worker/worker.js';
 import type { Config } from './common/config/env.js';
-import { maskDestination } from './common/observability/mask.js';
 import type { Logger } from './common/observability/logger.js';
 import { closeInOrder } from './common/runtime/lifecycle.js';
 import { createServices, type Services } from './common/runtime/services.js';
@@ -56,17 +56,12 @@ export async function startEmbedded(
     simulator,
     close: () =>
       (closing ??= closeInOrder([
+        // The simulator first: it stands in for the outside world, which stops talking to us.
+        async () => simulator?.close(),
         () => api.close(),
         () => worker.close(),
         () => scheduler.close(),
-        async () => simulator?.close(),
         () => services.close(),
       ])),
   };
-}
-
-/** The line `npm start` prints per simulated message, so a newcomer can type the code into curl. */
-export function describeSimulatedMessage(message: SimulatedMessage): string {
-  const code = message.code === undefined ? '' : `  code ${message.code}`;
-  return `[simulator] ${message.channel.padEnd(8)} → ${maskDestination(message.to)}${code}  (${message.outcome}, ${message.externalId ?? 'no externalId'})`;
 }

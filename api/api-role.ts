@@ -1,8 +1,11 @@
-import type { Server } from 'node:http';
+import type { Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createApiKeyAuthenticator } from '../common/security/api-keys.js';
 import type { Services } from '../common/runtime/services.js';
 import { createApp } from './app.js';
+
+/** In-flight requests get this long to finish after a shutdown begins. */
+const CLOSE_DEADLINE_MS = 5000;
 
 export interface ApiRole {
   url: string;
@@ -14,6 +17,7 @@ export interface ApiRole {
 export async function startApiRole(services: Services, options: { port: number; host?: string }): Promise<ApiRole> {
   const app = createApp({
     verifications: services,
+    admin: { ...services, adminToken: services.config.adminToken, tenants: [...services.config.apiKeys.keys()] },
     webhooks: { ...services, webhookSecret: services.config.provider.webhookSecret },
     authenticator: createApiKeyAuthenticator(services.config.apiKeys),
     registry: services.metrics.registry,
@@ -29,6 +33,11 @@ export async function startApiRole(services: Services, options: { port: number; 
   server.keepAliveTimeout = 5_000;
   const { port } = server.address() as AddressInfo;
   let closing: Promise<void> | undefined;
+  // While closing, every answer also closes its keep-alive connection; otherwise a client that
+  // was mid-request keeps the server open until its own idle timeout.
+  server.on('request', (_request, response: ServerResponse) => {
+    if (closing !== undefined) response.setHeader('Connection', 'close');
+  });
   return {
     url: `http://127.0.0.1:${port}`,
     server,
@@ -36,6 +45,7 @@ export async function startApiRole(services: Services, options: { port: number; 
       (closing ??= new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeIdleConnections();
+        setTimeout(() => server.closeAllConnections(), CLOSE_DEADLINE_MS).unref();
       })),
   };
 }

@@ -4,12 +4,15 @@ import type { Registry } from 'prom-client';
 import { KurirError } from '../common/errors.js';
 import type { ApiKeyAuthenticator } from '../common/security/api-keys.js';
 import type { RedisClient } from '../common/store/verification.store.js';
+import { openApiDocumentJson } from './openapi.js';
 import { problemMiddleware, sendProblem } from './problem.js';
 import { IDEMPOTENCY_KEY } from './schemas.js';
+import { createAdminRouter, type AdminDeps } from './admin.js';
+import { createVerification } from './create-verification.js';
+import { getLimits } from './limits.handler.js';
 import {
   cancelVerification,
   checkVerification,
-  createVerification,
   getVerification,
   resendVerification,
   type Reply,
@@ -19,6 +22,7 @@ import { receiveYCloudWebhook, type WebhookDeps } from './webhooks.handler.js';
 
 export interface ApiDeps {
   verifications: VerificationDeps;
+  admin: AdminDeps;
   webhooks: WebhookDeps;
   authenticator: ApiKeyAuthenticator;
   registry: Registry;
@@ -108,6 +112,9 @@ export function createApp(deps: ApiDeps): express.Express {
       );
     }
   });
+  app.get('/openapi.json', (_req, res) => {
+    res.type('application/json').send(openApiDocumentJson());
+  });
   app.get('/metrics', async (_req, res) => {
     res.setHeader('Content-Type', deps.registry.contentType);
     res.send(await deps.registry.metrics());
@@ -155,8 +162,10 @@ export function createApp(deps: ApiDeps): express.Express {
     '/verifications/:id/resend',
     route((req, res) => resendVerification({ id: param(req), body: req.body, caller: caller(res) }, deps.verifications)),
   );
+  v1.get('/limits', route((req, res) => getLimits({ query: { ...req.query }, caller: caller(res) }, deps.verifications)));
   v1.post('/verifications/:id/cancel', route((req, res) => cancelVerification({ id: param(req), caller: caller(res) }, deps.verifications)));
   app.use('/v1', v1);
+  app.use('/admin', createAdminRouter(deps.admin));
 
   app.use((_req, _res, next) => {
     next(new KurirError('not_found', 'No such endpoint.'));

@@ -29,6 +29,9 @@ const TITLES: Record<ErrorCode, string> = {
   idempotency_key_reused: 'Idempotency-Key reused with a different request',
   resend_cooldown: 'Resend requested too soon',
   max_sends_reached: 'No more sends allowed for this verification',
+  rate_limited: 'Too many codes requested',
+  destination_locked: 'Too many wrong codes for this destination',
+  budget_exhausted: 'Daily message budget exhausted',
   internal_error: 'Internal error',
   service_unavailable: 'Service temporarily unavailable',
 };

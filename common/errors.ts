@@ -19,6 +19,9 @@ export const ERROR_CODES = {
   idempotency_key_reused: 422,
   resend_cooldown: 429,
   max_sends_reached: 429,
+  rate_limited: 429,
+  destination_locked: 429,
+  budget_exhausted: 429,
   internal_error: 500,
   service_unavailable: 503,
 } as const;

@@ -2,7 +2,8 @@
  * Standalone provider simulator (`npm run start:simulator`). A composition root for a test double,
  * so it reads its few settings straight from the environment instead of through `common/config`.
  */
-import { startSimulator, type SimulatedMessage } from './simulator.js';
+import { describeSimulatedMessage } from './describe.js';
+import { startSimulator } from './simulator.js';
 
 function intFromEnv(name: string, fallback: number): number {
   const raw = process.env[name];
@@ -10,26 +11,6 @@ function intFromEnv(name: string, fallback: number): number {
   const value = Number(raw);
   if (!Number.isInteger(value) || value < 0) throw new Error(`${name} must be a non-negative integer, got "${raw}"`);
   return value;
-}
-
-/** Keeps what a human needs to tell numbers apart (country prefix, last 2 digits), hides the rest. */
-function mask(to: string): string {
-  if (to.includes('@')) {
-    return to
-      .split(',')
-      .map((address) => {
-        const at = address.indexOf('@');
-        return at <= 1 ? `•${address.slice(Math.max(at, 0))}` : `${address[0]}${'•'.repeat(at - 1)}${address.slice(at)}`;
-      })
-      .join(',');
-  }
-  if (to.length <= 5) return to;
-  return `${to.slice(0, 3)}${'•'.repeat(to.length - 5)}${to.slice(-2)}`;
-}
-
-function describe(message: SimulatedMessage): string {
-  const code = message.code === undefined ? '' : ` code ${message.code}`;
-  return `[simulator] ${message.channel} → ${mask(message.to)}${code} (outcome: ${message.outcome})`;
 }
 
 async function main(): Promise<void> {
@@ -41,7 +22,7 @@ async function main(): Promise<void> {
     webhookUrl: process.env['SIMULATOR_WEBHOOK_URL'] ?? 'http://127.0.0.1:3000/v1/webhooks/ycloud',
     receiptDelayMs: intFromEnv('SIMULATOR_RECEIPT_DELAY_MS', 150),
     slowReceiptMs: intFromEnv('SIMULATOR_SLOW_RECEIPT_MS', 45_000),
-    onMessage: (message) => console.log(describe(message)),
+    onMessage: (message) => console.log(describeSimulatedMessage(message)),
     onReceiptFailed: (failure) =>
       console.warn(
         `[simulator] receipt ${failure.eventType} ${failure.eventId} not delivered to ${failure.url} after ${failure.attempts} tries (${failure.reason})`,

@@ -1,6 +1,6 @@
 import { UnrecoverableError, type Job } from 'bullmq';
 import type { Logger } from 'pino';
-import type { Policy } from '../common/config/policy.js';
+import { tenantPolicy, type Policy } from '../common/config/policy.js';
 import type { Channel } from '../common/domain/channel.js';
 import { dispatchFallback } from '../common/delivery/fallback.js';
 import { nextChannel } from '../common/domain/verification.js';
@@ -9,6 +9,7 @@ import type { JobQueues } from '../common/jobs/queues.js';
 import { maskDestination } from '../common/observability/mask.js';
 import type { Metrics } from '../common/observability/metrics.js';
 import { ProviderError, type MessagingProvider } from '../common/providers/provider.js';
+import type { DailyBudget } from '../common/security/budget.js';
 import type { CodeVault } from '../common/security/code-vault.js';
 import type { KeySpace } from '../common/store/keys.js';
 import { externalIdFor, type RedisClient, type VerificationStore } from '../common/store/verification.store.js';
@@ -16,6 +17,7 @@ import { composeMessage } from './compose-message.js';
 
 export interface SendDeps {
   store: VerificationStore;
+  budget: DailyBudget;
   queues: JobQueues;
   provider: MessagingProvider;
   vault: CodeVault;
@@ -56,6 +58,10 @@ export async function handleSend(job: Job, deps: SendDeps): Promise<SendOutcome>
     requestId: data.requestId,
     to: undefined,
   });
+  if (job.attemptsMade === 0) {
+    const refused = await overBudget(context, { verificationId, delivery, log, deps, requestId: data.requestId });
+    if (refused) return { outcome: 'skipped', reason: 'budget_exhausted' };
+  }
   const message = composeMessage(context, deps.vault.open(verificationId, context.codeSealed), {
     policy: deps.policy,
     externalId: externalIdFor(verificationId, delivery),
@@ -135,6 +141,39 @@ async function onSendError(
   log.warn({ errorCode: error.code, kind: error.kind, fallback: fallback.kind }, 'send failed for good');
   await dispatchFallback(fallback, { verificationId, from: context.channel, reason, requestId: scope.requestId }, deps);
   throw new UnrecoverableError(`${context.channel} delivery failed: ${error.code}`);
+}
+
+/**
+ * The tenant's daily budget for the channel, counted right before the provider call so that
+ * creates, resends and fallbacks all count (once per delivery: retries of a failed call do not).
+ * A fail-closed budget that is used up ends the delivery without a provider call and moves to
+ * the next channel; a fail-open one only reports the overrun.
+ */
+async function overBudget(
+  context: { tenant: string; channel: Channel; plan: Channel[] },
+  scope: { verificationId: string; delivery: number; log: Logger; deps: SendDeps; requestId: string | undefined },
+): Promise<boolean> {
+  const { deps, log } = scope;
+  const budget = tenantPolicy(deps.policy, context.tenant).security.budgets[context.channel];
+  const limit = budget.failClosed ? budget.dailyMessages : null;
+  const decision = await deps.budget.consume(context.tenant, context.channel, limit, deps.now());
+  const rule = `budget_${context.channel}`;
+  if (decision.allowed) {
+    if (budget.dailyMessages !== null && decision.used > budget.dailyMessages) {
+      deps.metrics.guardRefusals.inc({ tenant: context.tenant, rule, mode: 'shadow' });
+      log.warn({ used: decision.used, dailyMessages: budget.dailyMessages }, 'daily budget exceeded (fail-open channel)');
+    }
+    return false;
+  }
+  deps.metrics.guardRefusals.inc({ tenant: context.tenant, rule, mode: 'enforce' });
+  log.warn({ dailyMessages: budget.dailyMessages }, 'daily budget exhausted: not sent');
+  const fallback = await deps.store.fallback(scope.verificationId, scope.delivery, 'rejected', deps.now(), 'budget_exhausted');
+  await dispatchFallback(
+    fallback,
+    { verificationId: scope.verificationId, from: context.channel, reason: 'rejected', requestId: scope.requestId },
+    deps,
+  );
+  return true;
 }
 
 /** Meta said the number has no WhatsApp (131026): route later verifications straight to SMS. */

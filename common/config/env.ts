@@ -33,6 +33,7 @@ const envSchema = z.object({
     .default('kurir'),
   KURIR_API_KEYS: optionalString,
   KURIR_SECRET: optionalString,
+  KURIR_ADMIN_TOKEN: optionalString,
   KURIR_PROVIDER: z.enum(['simulator', 'ycloud']).default('simulator'),
   YCLOUD_BASE_URL: optionalString,
   YCLOUD_API_KEY: optionalString,
@@ -65,6 +66,8 @@ export interface Config {
   secret: string;
   /** Tenant name → API key, as configured. Hashed before use by the authenticator. */
   apiKeys: ReadonlyMap<string, string>;
+  /** Credential of the operator endpoints under /admin; unset = those endpoints are off. */
+  adminToken: string | undefined;
   provider: {
     kind: 'simulator' | 'ycloud';
     baseUrl: string;
@@ -146,6 +149,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (secret.length < 32) throw new ConfigError('KURIR_SECRET: must be at least 32 characters');
   const apiKeys = parseApiKeys(required('KURIR_API_KEYS', e.KURIR_API_KEYS, DEV_API_KEYS));
 
+  if (e.KURIR_ADMIN_TOKEN !== undefined && e.KURIR_ADMIN_TOKEN.length < 32) {
+    throw new ConfigError('KURIR_ADMIN_TOKEN: must be at least 32 characters');
+  }
+  if (e.KURIR_ADMIN_TOKEN !== undefined && [...apiKeys.values()].includes(e.KURIR_ADMIN_TOKEN)) {
+    throw new ConfigError('KURIR_ADMIN_TOKEN: must differ from every tenant API key');
+  }
   if (production && simulated) {
     // The simulator's built-in webhook secret is public (it is in this file): anyone could forge receipts.
     throw new ConfigError('KURIR_PROVIDER: "simulator" is for development; set KURIR_PROVIDER=ycloud in production');
@@ -187,6 +196,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     redis: { url: e.REDIS_URL, keyPrefix: e.KURIR_KEY_PREFIX },
     secret,
     apiKeys,
+    adminToken: e.KURIR_ADMIN_TOKEN,
     provider,
     delivery: { timeoutSeconds: e.KURIR_DELIVERY_TIMEOUT_SECONDS },
     policyFile: e.KURIR_POLICY_FILE,

@@ -3,6 +3,7 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { CHANNELS, LOCALES, type Channel, type Locale } from '../domain/channel.js';
 import { ConfigError } from './env.js';
+import { DEFAULT_SECURITY, securitySchema, type SecurityPolicy } from './security-policy.js';
 
 /**
  * The policy file holds the tables an operator tunes without a code change: purposes and their
@@ -36,6 +37,8 @@ const tenantSchema = z.strictObject({
   codeLength: z.number().int().min(4).max(10).optional(),
   maxAttempts: z.number().int().min(1).max(20).optional(),
   purposes: z.record(z.string(), purposeSchema).optional(),
+  /** Overrides of the global `security` section, merged key by key and validated as a whole. */
+  security: z.record(z.string(), z.unknown()).optional(),
 });
 
 const policySchema = z.strictObject({
@@ -56,6 +59,7 @@ const policySchema = z.strictObject({
   }),
   locales: z.strictObject({ fallback: locale, byCountry: z.record(country, locale) }),
   templates: z.strictObject({ whatsapp: z.record(locale, templateSchema) }),
+  security: securitySchema,
   tenants: z.record(z.string(), tenantSchema),
 });
 
@@ -117,6 +121,7 @@ export const DEFAULT_POLICY: Policy = {
       hi: { name: 'kurir_otp', language: 'hi' },
     },
   },
+  security: DEFAULT_SECURITY,
   tenants: {},
 };
 
@@ -162,6 +167,13 @@ export function parsePolicy(document: unknown, source = 'policy'): Policy {
     throw new ConfigError(`${source}: ${issue?.path.join('.') ?? ''}: ${issue?.message ?? 'invalid'}`);
   }
   const policy = result.data;
+  for (const [tenant, own] of Object.entries(policy.tenants)) {
+    const merged = securitySchema.safeParse(mergeOver(policy.security, own.security ?? {}));
+    if (!merged.success) {
+      const issue = merged.error.issues[0];
+      throw new ConfigError(`${source}: tenants.${tenant}.security.${issue?.path.join('.') ?? ''}: ${issue?.message ?? 'invalid'}`);
+    }
+  }
   for (const loc of LOCALES) {
     if (policy.templates.whatsapp[loc] === undefined) throw new ConfigError(`${source}: templates.whatsapp.${loc} is missing`);
   }
@@ -192,16 +204,31 @@ export interface EffectivePolicy {
   codeLength: number;
   maxAttempts: number;
   purposes: Record<string, { ttlSeconds: number }>;
+  security: SecurityPolicy;
 }
 
+// Tenants are few and fixed at start, and their overrides were validated in parsePolicy: build
+// each tenant's view once instead of merging on every request.
+const effectiveCache = new WeakMap<Policy, Map<string, EffectivePolicy>>();
+
 export function tenantPolicy(policy: Policy, tenant: string): EffectivePolicy {
+  let perTenant = effectiveCache.get(policy);
+  if (perTenant === undefined) {
+    perTenant = new Map();
+    effectiveCache.set(policy, perTenant);
+  }
+  const cached = perTenant.get(tenant);
+  if (cached !== undefined) return cached;
   const own = policy.tenants[tenant] ?? {};
-  return {
+  const effective: EffectivePolicy = {
     brand: own.brand ?? policy.brand,
     codeLength: own.codeLength ?? policy.code.length,
     maxAttempts: own.maxAttempts ?? policy.code.maxAttempts,
     purposes: { ...policy.purposes, ...own.purposes },
+    security: own.security === undefined ? policy.security : securitySchema.parse(mergeOver(policy.security, own.security)),
   };
+  perTenant.set(tenant, effective);
+  return effective;
 }
 
 export interface Route {

@@ -3,10 +3,10 @@ import { z } from 'zod';
 
 /** Where a code goes: a phone number in E.164 with its country, or a normalised email address. */
 export type Destination =
-  | { kind: 'phone'; value: string; country: string | undefined }
+  | { kind: 'phone'; value: string; country: string | undefined; /** libphonenumber's type, e.g. MOBILE. */ numberType?: string | undefined }
   | { kind: 'email'; value: string; country: undefined };
 
-export type DestinationProblem = 'not_e164' | 'invalid_number' | 'number_type_not_allowed' | 'invalid_email';
+export type DestinationProblem = 'not_e164' | 'invalid_number' | 'invalid_email';
 
 /**
  * Only numbers that can receive an OTP on a handset. Fixed lines, premium-rate, shared-cost, VoIP
@@ -31,9 +31,13 @@ export function parseDestination(raw: string): Destination | DestinationProblem 
   try {
     const phone = parsePhoneNumberWithError(input);
     if (!phone.isValid()) return 'invalid_number';
-    if (!ALLOWED_NUMBER_TYPES.has(phone.getType() ?? '')) return 'number_type_not_allowed';
-    return { kind: 'phone', value: phone.number, country: phone.country };
+    return { kind: 'phone', value: phone.number, country: phone.country, numberType: phone.getType() };
   } catch {
     return 'invalid_number';
   }
+}
+
+/** Can this destination receive a code? Email always; phone numbers only of a mobile type. */
+export function receivesCodes(destination: Destination): boolean {
+  return destination.kind === 'email' || ALLOWED_NUMBER_TYPES.has(destination.numberType ?? '');
 }

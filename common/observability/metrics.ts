@@ -16,6 +16,8 @@ export interface Metrics {
   lateReceipts: Counter<'channel'>;
   webhookEvents: Counter<'type' | 'result'>;
   jobsSkipped: Counter<'queue' | 'reason'>;
+  guardRefusals: Counter<'tenant' | 'rule' | 'mode'>;
+  quarantines: Counter<'tenant' | 'dimension' | 'mode'>;
   providerCallDuration: Histogram<'provider' | 'channel' | 'result'>;
   deliveryLatency: Histogram<'channel' | 'country'>;
   timeToVerify: Histogram<'channel' | 'purpose'>;
@@ -93,6 +95,18 @@ export function createMetrics(options: { role: string; collectDefaults?: boolean
       name: 'kurir_jobs_skipped_total',
       help: 'Jobs that had nothing left to do (stale verification, already sent, unknown message).',
       labelNames: ['queue', 'reason'],
+      registers,
+    }),
+    guardRefusals: new Counter({
+      name: 'kurir_guard_refusals_total',
+      help: 'Sends refused before anything was queued, by rule; mode shadow counts what would have been refused.',
+      labelNames: ['tenant', 'rule', 'mode'],
+      registers,
+    }),
+    quarantines: new Counter({
+      name: 'kurir_pumping_quarantines_total',
+      help: 'Number prefixes or countries the pumping guard quarantined (or would have, in shadow mode).',
+      labelNames: ['tenant', 'dimension', 'mode'],
       registers,
     }),
     providerCallDuration: new Histogram({

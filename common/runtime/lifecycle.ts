@@ -17,10 +17,12 @@ export function closeOnSignals(close: () => Promise<void>, logger: Logger): void
     close()
       .catch((error: unknown) => logger.error({ err: error }, 'error during shutdown'))
       .finally(() => {
-        logger.flush();
-        process.off('SIGTERM', onSignal);
-        process.off('SIGINT', onSignal);
-        process.kill(process.pid, signal);
+        // pino writes asynchronously: re-raise only once the last lines are out, or they are lost.
+        logger.flush(() => {
+          process.off('SIGTERM', onSignal);
+          process.off('SIGINT', onSignal);
+          process.kill(process.pid, signal);
+        });
       });
   };
   process.on('SIGTERM', onSignal);

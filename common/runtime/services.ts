@@ -6,7 +6,12 @@ import { createLogger, type Logger } from '../observability/logger.js';
 import { createMetrics, type Metrics } from '../observability/metrics.js';
 import type { MessagingProvider } from '../providers/provider.js';
 import { createYCloudProvider } from '../providers/ycloud/ycloud.provider.js';
+import { DailyBudget } from '../security/budget.js';
 import { createCodeVault, type CodeVault } from '../security/code-vault.js';
+import { DestinationLockout } from '../security/lockout.js';
+import { PumpingGuard } from '../security/pumping-guard.js';
+import { SendLimiter } from '../security/rate-limiter.js';
+import { SendGate } from '../security/send-gate.js';
 import { createKeySpace, type KeySpace } from '../store/keys.js';
 import { watchRedisSettings } from './redis-checks.js';
 import { VerificationStore } from '../store/verification.store.js';
@@ -27,6 +32,10 @@ export interface Services {
   workerRedis: Redis;
   store: VerificationStore;
   queues: JobQueues;
+  gate: SendGate;
+  lockout: DestinationLockout;
+  budget: DailyBudget;
+  guard: PumpingGuard;
   vault: CodeVault;
   provider: MessagingProvider;
   now: () => number;
@@ -61,6 +70,10 @@ export function createServices(
   workerRedis.on('error', (error: Error) => logger.warn({ err: { message: error.message } }, 'redis (worker) connection error'));
   const queues = new JobQueues(keys, redis);
   const store = new VerificationStore(redis, keys, config.retentionSeconds * 1000);
+  const lockout = new DestinationLockout(redis, keys.prefix);
+  const budget = new DailyBudget(redis, keys.prefix);
+  const guard = new PumpingGuard(redis, { keyPrefix: keys.prefix });
+  const gate = new SendGate({ limiter: new SendLimiter(redis), guard, budget, lockout, keyPrefix: keys.prefix });
   const provider = createYCloudProvider({
     baseUrl: config.provider.baseUrl,
     apiKey: config.provider.apiKey,
@@ -83,6 +96,10 @@ export function createServices(
     workerRedis,
     store,
     queues,
+    gate,
+    lockout,
+    budget,
+    guard,
     vault: createCodeVault(config.secret),
     provider,
     now: () => Date.now(),

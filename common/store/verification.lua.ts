@@ -87,35 +87,37 @@ return { 'created' }
  * attempt limit nor approve twice. The comparison is of SHA-1(salt .. mac) on both sides with a
  * fresh random salt per call (the "double HMAC" blinding): whatever Lua's string equality leaks
  * about timing is about values the caller cannot predict, so it says nothing about the stored MAC.
- * → {status, attemptsRemaining, ended 0|1 (this call ended the verification)}: the status after this check, `consumed` for an already approved one,
+ * → {status, attemptsRemaining, ended 0|1 (this call ended the verification), destinationMac}: the status after this check, `consumed` for an already approved one,
  *   `not_found` for an unknown id or another tenant's.
  */
 export const CHECK = script(`
 local tenant, candidate, now, salt, retention = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
-local v = redis.call('HMGET', KEY, 'tenant', 'status', 'expiresAt', 'attempts', 'maxAttempts', 'codeMac')
-if not v[1] or v[1] ~= tenant then return { 'not_found', 0, 0 } end
+local v = redis.call('HMGET', KEY, 'tenant', 'status', 'expiresAt', 'attempts', 'maxAttempts', 'codeMac', 'dmac', 'decoy')
+if not v[1] or v[1] ~= tenant then return { 'not_found', 0, 0, '' } end
+local dmac = v[7] or ''
 local status, expiresAt, attempts, maxAttempts = v[2], tonumber(v[3]), tonumber(v[4]), tonumber(v[5])
 if status == 'pending' and now >= expiresAt then
   finish('expired', now, retention)
-  return { 'expired', 0, 1 }
+  return { 'expired', 0, 1, dmac }
 end
 -- An approved verification is consumed: report it apart so the API can answer as for an unknown id.
-if status ~= 'pending' then return { status == 'approved' and 'consumed' or status, 0, 0 } end
+if status ~= 'pending' then return { status == 'approved' and 'consumed' or status, 0, 0, dmac } end
 if attempts >= maxAttempts then
   finish('max_attempts', now, retention)
-  return { 'max_attempts', 0, 1 }
+  return { 'max_attempts', 0, 1, dmac }
 end
 attempts = redis.call('HINCRBY', KEY, 'attempts', 1)
-if redis.sha1hex(salt .. v[6]) == redis.sha1hex(salt .. candidate) then
+-- A decoy (a silently refused create) was never sent: nothing the caller types can match it.
+if not v[8] and redis.sha1hex(salt .. v[6]) == redis.sha1hex(salt .. candidate) then
   redis.call('HSET', KEY, 'approvedAt', now)
   finish('approved', now, retention)
-  return { 'approved', maxAttempts - attempts, 1 }
+  return { 'approved', maxAttempts - attempts, 1, dmac }
 end
 if attempts >= maxAttempts then
   finish('max_attempts', now, retention)
-  return { 'max_attempts', 0, 1 }
+  return { 'max_attempts', 0, 1, dmac }
 end
-return { 'pending', maxAttempts - attempts, 0 }
+return { 'pending', maxAttempts - attempts, 0, dmac }
 `);
 
 /**
@@ -130,7 +132,8 @@ export const BEGIN_SEND = script(`
 local n, now, token = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local d = redis.call('HMGET', KEY, dfield(n, 'st'), dfield(n, 'tok'), dfield(n, 'ch'))
 if not d[1] then return { 'missing' } end
-local v = redis.call('HMGET', KEY, 'status', 'expiresAt', 'to', 'locale', 'purpose', 'tenant', 'codeSealed', 'plan', 'timeout')
+local v = redis.call('HMGET', KEY, 'status', 'expiresAt', 'to', 'locale', 'purpose', 'tenant', 'codeSealed', 'plan', 'timeout', 'decoy')
+if v[10] then return { 'stale', 'decoy' } end
 if v[1] ~= 'pending' or now >= tonumber(v[2]) then return { 'stale', v[1] == 'pending' and 'expired' or v[1] } end
 local st = d[1]
 if st == 'queued' or st == 'retrying' or (st == 'sending' and d[2] ~= token) then
@@ -231,12 +234,12 @@ return result
  * resend: ARGV = tenant, channel ('' = the channel of the latest delivery), now, cooldownMs,
  * maxSends. Starts a new delivery of the same code. The superseded delivery is marked as fallen
  * back so its own timeout or a late failure does not start yet another message.
- * → {'ok', m, channel} | {'not_found'} | {'not_pending', status} | {'cooldown', retryAfterMs}
+ * → {'ok', m, channel, decoy 0|1} | {'not_found'} | {'not_pending', status} | {'cooldown', retryAfterMs}
  *   | {'max_sends'} | {'channel_not_allowed'}
  */
 export const RESEND = script(`
 local tenant, wanted, now, cooldown, maxSends = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local v = redis.call('HMGET', KEY, 'tenant', 'status', 'expiresAt', 'sends', 'lastSendAt', 'kind')
+local v = redis.call('HMGET', KEY, 'tenant', 'status', 'expiresAt', 'sends', 'lastSendAt', 'kind', 'decoy')
 if not v[1] or v[1] ~= tenant then return { 'not_found' } end
 if v[2] ~= 'pending' or now >= tonumber(v[3]) then return { 'not_pending', v[2] == 'pending' and 'expired' or v[2] } end
 local sends, last = tonumber(v[4]), tonumber(v[5])
@@ -251,7 +254,7 @@ local why = channel ~= previous and 'user_choice' or 'resend'
 redis.call('HSETNX', KEY, dfield(sends, 'fb'), m)
 redis.call('HSET', KEY, 'sends', m, 'lastSendAt', now,
   dfield(m, 'ch'), channel, dfield(m, 'st'), 'queued', dfield(m, 'why'), why, dfield(m, 'q'), now)
-return { 'ok', m, channel }
+return { 'ok', m, channel, v[7] and 1 or 0 }
 `);
 
 /** cancel: ARGV = tenant, now, retentionMs. → {'canceled'} | {'not_found'} | {'not_pending', status} */

@@ -13,6 +13,7 @@ import {
   type VerificationStatus,
 } from '../domain/verification.js';
 import type { KeySpace } from './keys.js';
+import { bindScript } from './scripts.js';
 import * as lua from './verification.lua.js';
 
 /** A Redis connection as the store needs it: a single node, Sentinel-managed, or a Cluster. */
@@ -39,6 +40,13 @@ export interface NewVerification {
   expiresAt: number;
   /** Digest of the create request, kept to tell an idempotent replay from a reused key. */
   fingerprint: string;
+  /** MAC of the destination: the key of per-destination counters, never the number itself. */
+  destinationMac: string;
+  /**
+   * A silently refused create: stored so it answers like any other verification, but never
+   * sent and never approved (its code went nowhere).
+   */
+  decoy?: boolean;
 }
 
 export type CreateResult = { created: true } | { created: false; fingerprint: string };
@@ -49,6 +57,8 @@ export interface CheckResult {
   attemptsRemaining: number;
   /** True when this very check ended the verification (approved, max_attempts, expired). */
   ended: boolean;
+  /** The destination's MAC ('' for an unknown id), for the cross-verification lockout. */
+  destinationMac: string;
 }
 
 export interface SendContext {
@@ -85,7 +95,7 @@ export interface ReceiptResult {
 }
 
 export type ResendResult =
-  | { kind: 'ok'; delivery: number; channel: Channel }
+  | { kind: 'ok'; delivery: number; channel: Channel; decoy: boolean }
   | { kind: 'not_found' }
   | { kind: 'not_pending'; status: string }
   | { kind: 'cooldown'; retryAfterMs: number }
@@ -95,7 +105,6 @@ export type ResendResult =
 export type CancelResult = { kind: 'canceled' } | { kind: 'not_found' } | { kind: 'not_pending'; status: string };
 
 type Reply = (string | number | null)[];
-type ScriptRunner = (key: string, ...args: (string | number)[]) => Promise<Reply>;
 
 const SCRIPTS = {
   kurirCreate: lua.CREATE,
@@ -109,14 +118,14 @@ const SCRIPTS = {
   kurirCancel: lua.CANCEL,
 } as const;
 type ScriptName = keyof typeof SCRIPTS;
+type ScriptRunner = (key: string, ...args: (string | number)[]) => Promise<Reply>;
 
+/** Every verification script takes the one verification key. */
 function defineScripts(redis: RedisClient): Record<ScriptName, ScriptRunner> {
   const runners = {} as Record<ScriptName, ScriptRunner>;
   for (const [name, source] of Object.entries(SCRIPTS) as [ScriptName, string][]) {
-    // defineCommand caches the script by SHA and falls back to EVAL after a Redis restart (NOSCRIPT).
-    if (!(name in redis)) redis.defineCommand(name, { numberOfKeys: 1, lua: source });
-    const command = (redis as unknown as Record<ScriptName, ScriptRunner>)[name];
-    runners[name] = (key, ...args) => command.call(redis, key, ...args);
+    const bound = bindScript<Reply>(redis, name, 1, source);
+    runners[name] = (key, ...args) => bound([key], args);
   }
   return runners;
 }
@@ -242,6 +251,8 @@ export class VerificationStore {
       'expiresAt', record.expiresAt,
       'lastSendAt', record.createdAt,
       'fingerprint', record.fingerprint,
+      'dmac', record.destinationMac,
+      ...(record.decoy === true ? ['decoy', 1] : []),
       'sends', 1,
       'd1:ch', record.firstChannel,
       'd1:st', 'queued',
@@ -253,6 +264,12 @@ export class VerificationStore {
     return str(reply[0]) === 'created' ? { created: true } : { created: false, fingerprint: str(reply[1]) };
   }
 
+  /** Tenant and destination MAC of a verification, for the checks that run before its script. */
+  async owner(id: string): Promise<{ tenant: string; destinationMac: string } | undefined> {
+    const [tenant, destinationMac] = await this.redis.hmget(this.keys.verification(id), 'tenant', 'dmac');
+    return tenant === null || tenant === undefined ? undefined : { tenant, destinationMac: destinationMac ?? '' };
+  }
+
   async get(id: string): Promise<Verification | undefined> {
     return decodeVerification(await this.redis.hgetall(this.keys.verification(id)));
   }
@@ -260,7 +277,12 @@ export class VerificationStore {
   async check(id: string, tenant: string, candidateMac: string, now: number): Promise<CheckResult> {
     const salt = randomBytes(16).toString('hex');
     const reply = await this.scripts.kurirCheck(this.keys.verification(id), tenant, candidateMac, now, salt, this.retentionMs);
-    return { status: str(reply[0]) as CheckStatus, attemptsRemaining: num(reply[1]), ended: num(reply[2]) === 1 };
+    return {
+      status: str(reply[0]) as CheckStatus,
+      attemptsRemaining: num(reply[1]),
+      ended: num(reply[2]) === 1,
+      destinationMac: str(reply[3]),
+    };
   }
 
   async beginSend(id: string, delivery: number, now: number, token: string): Promise<BeginSendResult> {
@@ -350,7 +372,7 @@ export class VerificationStore {
       case 'ok': {
         const chosen = str(reply[2]);
         if (!isChannel(chosen)) throw new Error('store: corrupt resend reply');
-        return { kind, delivery: num(reply[1]), channel: chosen };
+        return { kind, delivery: num(reply[1]), channel: chosen, decoy: num(reply[3]) === 1 };
       }
       case 'not_pending':
         return { kind, status: str(reply[1]) };

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { magicNumber, startKurir, type KurirHarness } from '../helpers/kurir.js';
+import { TENANTS, magicNumber, startKurir, type KurirHarness } from '../helpers/kurir.js';
 import { containsCode, dumpPrefix } from '../helpers/redis-dump.js';
 
 /**
@@ -299,6 +299,24 @@ describe('after the full run', () => {
     }
     for (const text of k.simulator.messages().map((m) => m.text).filter((t): t is string => t !== undefined && t.length > 20)) {
       assert.ok(!stored.some((value) => value.includes(text)), 'a message text was stored');
+    }
+  });
+
+  test('logs and /metrics hold no code, no API key and no full phone number or email address', async () => {
+    const metrics = (await k.request('GET', '/metrics', { tenant: null })).text;
+    assert.match(metrics, /kurir_fallbacks_total\{[^}]*reason="timeout"/, 'the run left its traces in the metrics');
+    const haystacks = [...k.logs, metrics];
+    assert.ok(k.logs.length > 100, `expected a busy log, saw ${k.logs.length} lines`);
+    const destinations = [...new Set(k.simulator.messages().map((m) => m.to))];
+    assert.ok(destinations.length >= 10);
+    for (const secret of [...Object.values(TENANTS), ...destinations]) {
+      const hit = haystacks.find((text) => text.toLowerCase().includes(secret.toLowerCase()));
+      assert.equal(hit, undefined, `found ${secret.slice(0, 4)}… in: ${hit?.slice(0, 200)}`);
+    }
+    // Not even the national number without its country code.
+    for (const destination of destinations.filter((to) => to.startsWith('+62'))) {
+      const national = destination.slice(3);
+      assert.equal(haystacks.find((text) => text.includes(national)), undefined, 'a national number leaked');
     }
   });
 });

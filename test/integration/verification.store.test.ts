@@ -44,6 +44,7 @@ function newVerification(id: string, overrides: Partial<NewVerification> = {}): 
     id,
     tenant: TENANT,
     to: '+628123456789',
+    destinationMac: 'dmac-test',
     kind: 'phone',
     country: 'ID',
     purpose: 'login',
@@ -141,11 +142,13 @@ describe('VerificationStore.check', () => {
         status: 'approved',
         attemptsRemaining: MAX_ATTEMPTS - 1,
         ended: true,
+        destinationMac: 'dmac-test',
       });
       assert.deepEqual(await store.check(id, TENANT, vault.mac(id, CODE), T0 + 2_000), {
         status: 'consumed',
         attemptsRemaining: 0,
         ended: false,
+        destinationMac: 'dmac-test',
       });
       const stored = await mustGet(store, id);
       assert.equal(stored.status, 'approved');
@@ -161,16 +164,17 @@ describe('VerificationStore.check', () => {
       const seen: CheckResult[] = [];
       for (let i = 0; i < MAX_ATTEMPTS; i += 1) seen.push(await store.check(id, TENANT, vault.mac(id, wrongCode(i)), T0 + 1_000 + i));
       assert.deepEqual(seen, [
-        { status: 'pending', attemptsRemaining: 4, ended: false },
-        { status: 'pending', attemptsRemaining: 3, ended: false },
-        { status: 'pending', attemptsRemaining: 2, ended: false },
-        { status: 'pending', attemptsRemaining: 1, ended: false },
-        { status: 'max_attempts', attemptsRemaining: 0, ended: true },
+        { status: 'pending', attemptsRemaining: 4, ended: false, destinationMac: 'dmac-test' },
+        { status: 'pending', attemptsRemaining: 3, ended: false, destinationMac: 'dmac-test' },
+        { status: 'pending', attemptsRemaining: 2, ended: false, destinationMac: 'dmac-test' },
+        { status: 'pending', attemptsRemaining: 1, ended: false, destinationMac: 'dmac-test' },
+        { status: 'max_attempts', attemptsRemaining: 0, ended: true, destinationMac: 'dmac-test' },
       ]);
       assert.deepEqual(await store.check(id, TENANT, vault.mac(id, CODE), T0 + 9_000), {
         status: 'max_attempts',
         attemptsRemaining: 0,
         ended: false,
+        destinationMac: 'dmac-test',
       });
       const stored = await mustGet(store, id);
       assert.equal(stored.status, 'max_attempts');
@@ -187,11 +191,13 @@ describe('VerificationStore.check', () => {
         status: 'expired',
         attemptsRemaining: 0,
         ended: true,
+        destinationMac: 'dmac-test',
       });
       assert.deepEqual(await store.check(id, TENANT, vault.mac(id, CODE), expiresAt + 1), {
         status: 'expired',
         attemptsRemaining: 0,
         ended: false,
+        destinationMac: 'dmac-test',
       });
       const stored = await mustGet(store, id);
       assert.equal(stored.status, 'expired');
@@ -216,12 +222,14 @@ describe('VerificationStore.check', () => {
           status: 'not_found',
           attemptsRemaining: 0,
           ended: false,
+          destinationMac: '',
         });
       }
       assert.deepEqual(await store.check(id, 'other-tenant', vault.mac(id, CODE), T0 + 1_000), {
         status: 'not_found',
         attemptsRemaining: 0,
         ended: false,
+        destinationMac: '',
       });
       const stored = await mustGet(store, id);
       assert.equal(stored.attempts, 0);
@@ -232,6 +240,7 @@ describe('VerificationStore.check', () => {
         status: 'not_found',
         attemptsRemaining: 0,
         ended: false,
+        destinationMac: '',
       });
       assert.equal(await store.get(unknown), undefined, 'a check must not create a record');
 
@@ -240,6 +249,7 @@ describe('VerificationStore.check', () => {
         status: 'approved',
         attemptsRemaining: MAX_ATTEMPTS - 1,
         ended: true,
+        destinationMac: 'dmac-test',
       });
     });
   });
@@ -248,7 +258,7 @@ describe('VerificationStore.check', () => {
     await withStore('check-bound', async ({ store }) => {
       const id = await seed(store);
       const result = await store.check(id, TENANT, vault.mac(newId(), CODE), T0 + 1_000);
-      assert.deepEqual(result, { status: 'pending', attemptsRemaining: MAX_ATTEMPTS - 1, ended: false });
+      assert.deepEqual(result, { status: 'pending', attemptsRemaining: MAX_ATTEMPTS - 1, ended: false, destinationMac: 'dmac-test' });
     });
   });
 
@@ -750,12 +760,12 @@ describe('VerificationStore.resend', () => {
     await withStore('resend', async ({ store }) => {
       const id = await seed(store);
       assert.deepEqual(await store.resend(id, TENANT, undefined, T0 + 10_000, LIMITS), { kind: 'cooldown', retryAfterMs: 20_000 });
-      assert.deepEqual(await store.resend(id, TENANT, undefined, T0 + 30_000, LIMITS), { kind: 'ok', delivery: 2, channel: 'whatsapp' });
+      assert.deepEqual(await store.resend(id, TENANT, undefined, T0 + 30_000, LIMITS), { kind: 'ok', delivery: 2, channel: 'whatsapp', decoy: false });
       assert.deepEqual(await store.resend(id, TENANT, 'sms', T0 + 45_000, LIMITS), { kind: 'cooldown', retryAfterMs: 15_000 });
-      assert.deepEqual(await store.resend(id, TENANT, 'sms', T0 + 60_000, LIMITS), { kind: 'ok', delivery: 3, channel: 'sms' });
-      assert.deepEqual(await store.resend(id, TENANT, undefined, T0 + 90_000, LIMITS), { kind: 'ok', delivery: 4, channel: 'sms' });
+      assert.deepEqual(await store.resend(id, TENANT, 'sms', T0 + 60_000, LIMITS), { kind: 'ok', delivery: 3, channel: 'sms', decoy: false });
+      assert.deepEqual(await store.resend(id, TENANT, undefined, T0 + 90_000, LIMITS), { kind: 'ok', delivery: 4, channel: 'sms', decoy: false });
       assert.deepEqual(await store.resend(id, TENANT, 'email', T0 + 120_000, LIMITS), { kind: 'channel_not_allowed' });
-      assert.deepEqual(await store.resend(id, TENANT, 'whatsapp', T0 + 120_000, LIMITS), { kind: 'ok', delivery: 5, channel: 'whatsapp' });
+      assert.deepEqual(await store.resend(id, TENANT, 'whatsapp', T0 + 120_000, LIMITS), { kind: 'ok', delivery: 5, channel: 'whatsapp', decoy: false });
       assert.deepEqual(await store.resend(id, TENANT, undefined, T0 + 150_000, LIMITS), { kind: 'max_sends' });
       assert.deepEqual(await store.resend(id, 'other-tenant', undefined, T0 + 150_000, LIMITS), { kind: 'not_found' });
 
@@ -779,7 +789,7 @@ describe('VerificationStore.resend', () => {
       const id = await seed(store);
       await store.beginSend(id, 1, T0 + 100, 'tok');
       await store.markSent(id, 1, { provider: 'ycloud', providerMessageId: 'wamid.1', status: 'accepted', at: T0 + 200 });
-      assert.deepEqual(await store.resend(id, TENANT, 'sms', T0 + 40_000, LIMITS), { kind: 'ok', delivery: 2, channel: 'sms' });
+      assert.deepEqual(await store.resend(id, TENANT, 'sms', T0 + 40_000, LIMITS), { kind: 'ok', delivery: 2, channel: 'sms', decoy: false });
 
       const late: ReceiptResult = await store.applyReceipt(id, 1, { status: 'failed', at: T0 + 41_000, providerMessageId: 'wamid.1' }, T0 + 41_000);
       assert.equal(late.changed, true);
@@ -793,7 +803,7 @@ describe('VerificationStore.resend', () => {
     await withStore('resend-kind', async ({ store }) => {
       const email = await seed(store, { kind: 'email', to: 'user@example.com', country: undefined, plan: ['email'], firstChannel: 'email' });
       assert.deepEqual(await store.resend(email, TENANT, 'sms', T0 + 30_000, LIMITS), { kind: 'channel_not_allowed' });
-      assert.deepEqual(await store.resend(email, TENANT, undefined, T0 + 30_000, LIMITS), { kind: 'ok', delivery: 2, channel: 'email' });
+      assert.deepEqual(await store.resend(email, TENANT, undefined, T0 + 30_000, LIMITS), { kind: 'ok', delivery: 2, channel: 'email', decoy: false });
 
       const canceled = await seed(store);
       await store.cancel(canceled, TENANT, T0 + 1_000);
@@ -819,6 +829,7 @@ describe('VerificationStore.cancel', () => {
         status: 'canceled',
         attemptsRemaining: 0,
         ended: false,
+        destinationMac: 'dmac-test',
       });
 
       const stored = await mustGet(store, id);

@@ -1,6 +1,6 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseDestination } from '../../common/domain/destination.js';
+import { parseDestination, receivesCodes } from '../../common/domain/destination.js';
 
 describe('parseDestination: phone numbers', () => {
   const valid: [string, string, string][] = [
@@ -17,7 +17,10 @@ describe('parseDestination: phone numbers', () => {
   ];
   for (const [input, e164, country] of valid) {
     test(`${JSON.stringify(input)} → ${e164} (${country})`, () => {
-      assert.deepEqual(parseDestination(input), { kind: 'phone', value: e164, country });
+      const destination = parseDestination(input);
+      assert.ok(typeof destination === 'object' && destination.kind === 'phone', `${input} parses`);
+      assert.deepEqual({ ...destination, numberType: undefined }, { kind: 'phone', value: e164, country, numberType: undefined });
+      assert.match(destination.numberType ?? '', /^(MOBILE|FIXED_LINE_OR_MOBILE)$/);
     });
   }
 
@@ -61,8 +64,16 @@ describe('parseDestination: phone numbers', () => {
   test(
     'fixed-line-only numbers are refused (DESIGN.md: mobile and fixed-line-or-mobile only)',
     () => {
-      assert.equal(typeof parseDestination('+44 20 7946 0958'), 'string');
-      assert.equal(typeof parseDestination('+62 21 5000 1234'), 'string');
+      for (const number of ['+44 20 7946 0958', '+62 21 5000 1234']) {
+        const destination = parseDestination(number);
+        assert.ok(typeof destination === 'object', `${number} is a valid number`);
+        assert.equal(destination.kind === 'phone' ? destination.numberType : 'email', 'FIXED_LINE');
+        assert.equal(receivesCodes(destination), false);
+      }
+      const mobile = parseDestination('+6281234567890');
+      assert.ok(typeof mobile === 'object' && receivesCodes(mobile));
+      const us = parseDestination('+16502531234');
+      assert.ok(typeof us === 'object' && receivesCodes(us), 'FIXED_LINE_OR_MOBILE is accepted');
     },
   );
 });

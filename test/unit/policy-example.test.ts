@@ -10,6 +10,7 @@ test('the documented example policy parses and equals the built-in defaults wher
   assert.deepEqual(policy.resend, DEFAULT_POLICY.resend);
   assert.deepEqual(policy.routing.whatsappFirstCountries, DEFAULT_POLICY.routing.whatsappFirstCountries);
   assert.deepEqual(policy.templates, DEFAULT_POLICY.templates);
+  assert.deepEqual(policy.security, DEFAULT_POLICY.security);
   // The example shows a subset of the locale table; the rest still comes from the defaults.
   assert.equal(policy.locales.byCountry.AR, 'es');
 });

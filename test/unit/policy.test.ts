@@ -287,7 +287,25 @@ describe('tenantPolicy', () => {
       codeLength: 6,
       maxAttempts: 5,
       purposes: DEFAULT_POLICY.purposes,
+      security: DEFAULT_POLICY.security,
     });
+  });
+
+  test('tenant security overrides merge key by key and are validated', () => {
+    const withOverrides = parsePolicy({
+      security: { limits: { tenant: { perSecond: 500 } } },
+      tenants: { acme: { security: { limits: { destination: { per24Hours: 4 } }, refusals: 'silent' } } },
+    });
+    const acme = tenantPolicy(withOverrides, 'acme').security;
+    assert.equal(acme.limits.destination.per24Hours, 4);
+    assert.equal(acme.limits.destination.per10Minutes, 3);
+    assert.equal(acme.limits.tenant.perSecond, 500);
+    assert.equal(acme.refusals, 'silent');
+    assert.equal(tenantPolicy(withOverrides, 'other').security.refusals, 'explicit');
+    assertConfigError(
+      () => parsePolicy({ tenants: { acme: { security: { lockout: { maxFailuresPer24Hours: 500 } } } } }),
+      'tenants.acme.security.lockout.maxFailuresPer24Hours',
+    );
   });
 
   test('tenant values are validated', () => {

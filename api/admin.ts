@@ -1,0 +1,80 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import express, { type RequestHandler } from 'express';
+import { z } from 'zod';
+import { parseDestination } from '../common/domain/destination.js';
+import { KurirError } from '../common/errors.js';
+import type { CodeVault } from '../common/security/code-vault.js';
+import type { DestinationLockout } from '../common/security/lockout.js';
+import type { PumpingGuard } from '../common/security/pumping-guard.js';
+import { zodIssues } from './schemas.js';
+
+/**
+ * Operator endpoints under /admin, behind their own credential (`KURIR_ADMIN_TOKEN`): a tenant
+ * key never opens them. Without a configured token the whole router answers 404, so the surface
+ * does not exist at all.
+ */
+export interface AdminDeps {
+  adminToken: string | undefined;
+  tenants: readonly string[];
+  guard: PumpingGuard;
+  lockout: DestinationLockout;
+  vault: CodeVault;
+  now: () => number;
+}
+
+function digest(value: string): Buffer {
+  return createHash('sha256').update(value, 'utf8').digest();
+}
+
+export function requireAdmin(adminToken: string | undefined): RequestHandler {
+  const expected = adminToken === undefined ? undefined : digest(adminToken);
+  return (req, res, next) => {
+    if (expected === undefined) {
+      next(new KurirError('not_found', 'No such endpoint.'));
+      return;
+    }
+    const match = /^Bearer ([\x21-\x7E]{1,512})$/.exec(req.get('authorization') ?? '');
+    if (match?.[1] === undefined || !timingSafeEqual(digest(match[1]), expected)) {
+      res.setHeader('WWW-Authenticate', 'Bearer realm="kurir-admin"');
+      next(new KurirError('unauthorized', 'The admin credential is missing or wrong.'));
+      return;
+    }
+    next();
+  };
+}
+
+const tenantQuery = (tenants: readonly string[]) =>
+  z.string().refine((tenant) => tenants.includes(tenant), 'not a configured tenant');
+
+export function createAdminRouter(deps: AdminDeps): express.Router {
+  const router = express.Router();
+  router.use(requireAdmin(deps.adminToken));
+  router.use(express.json({ limit: '4kb', type: 'application/json' }));
+  const tenant = tenantQuery(deps.tenants);
+
+  router.get('/quarantines', async (req, res) => {
+    const query = z.strictObject({ tenant }).safeParse({ ...req.query });
+    if (!query.success) throw new KurirError('validation_failed', 'Query must name a tenant.', { errors: zodIssues(query.error) });
+    res.json({ quarantines: await deps.guard.listQuarantines(query.data.tenant, deps.now()) });
+  });
+
+  router.delete('/quarantines', async (req, res) => {
+    const query = z
+      .strictObject({ tenant, dimension: z.enum(['prefix', 'country']), value: z.string().min(2).max(20) })
+      .safeParse({ ...req.query });
+    if (!query.success) throw new KurirError('validation_failed', 'Query needs tenant, dimension and value.', { errors: zodIssues(query.error) });
+    const { dimension, value } = query.data;
+    const released = await deps.guard.release(query.data.tenant, { dimension, value });
+    res.json({ released });
+  });
+
+  router.post('/unlock', async (req, res) => {
+    const body = z.strictObject({ to: z.string().min(3).max(320) }).safeParse(req.body);
+    if (!body.success) throw new KurirError('validation_failed', 'Body must be {"to": …}.', { errors: zodIssues(body.error) });
+    const destination = parseDestination(body.data.to);
+    if (typeof destination === 'string') throw new KurirError('invalid_destination', '`to` is not a phone number or email address.');
+    await deps.lockout.unlock(deps.vault.mac('destination', destination.value));
+    res.json({ unlocked: true });
+  });
+  return router;
+}

@@ -1,0 +1,314 @@
+/**
+ * The SMS-pumping guard: quarantines a number prefix or a country whose sends stop converting.
+ *
+ * Glossary
+ * - **Pumping** (artificially inflated traffic): someone triggers OTP sends to number ranges whose
+ *   termination fees they share; those codes are never verified.
+ * - **Subject**: what is judged, a number **prefix** (the E.164 number without its last 4 digits,
+ *   one block of 10,000 numbers) or a **country** (ISO 3166-1 alpha-2), per tenant.
+ * - **Bucket**: the sends and approvals of one subject in one clock minute. An approval is counted
+ *   in the bucket of the minute its send was recorded, so it answers exactly those sends.
+ * - **Matured send**: a send whose whole minute is older than `graceSeconds`; only those are
+ *   expected to be verified by now. Younger sends (and their approvals) stay out of the ratio, so a
+ *   legitimate burst is not judged before its users could type the code.
+ * - **Conversion**: matured approvals ÷ matured sends over the window. Judged only from `minSends`
+ *   matured sends on, never on a few.
+ * - **Quarantine**: a subject refused for `quarantineSeconds` with a generic answer. In shadow mode
+ *   the same marker is written with `shadow: true`: reported and counted, never refused.
+ *
+ * Redis layout (`<p>` = keyPrefix; tenant and value escaped so they cannot open a hash tag):
+ * - `<p>:pg:{<tenant>:<dimension>:<value>}:n` hash of buckets `s:<minute>`, `a:<minute>`, trimmed
+ *   to the window by every send and expiring window + 2 min after the last one;
+ * - `<p>:pg:{<tenant>:<dimension>:<value>}:q` hash `until`, `reason`, `shadow`, TTL quarantineSeconds;
+ * - `<p>:pg:idx:<tenant>` sorted set, member `<dimension>:<value>`, score until, for the operator
+ *   list without KEYS/SCAN; trimmed by time, expiring with its latest quarantine.
+ * The two keys of a subject share one hash tag, so each script touches one slot (Cluster-safe).
+ */
+import type { Cluster, Redis } from 'ioredis';
+import { bindScript, type BoundScript } from '../store/scripts.js';
+import * as lua from './pumping-guard.lua.js';
+
+/** What a quarantine applies to. */
+export type GuardDimension = 'prefix' | 'country';
+
+/** The `security.pumping` part of the policy (see common/config/security-policy.ts). */
+export interface PumpingGuardSettings {
+  /** `enforce` refuses quarantined subjects; `shadow` only reports them (for tuning); `off` does nothing. */
+  mode: 'enforce' | 'shadow' | 'off';
+  /** Sliding window of the ratio, e.g. 3600. */
+  windowSeconds: number;
+  /** Sends younger than this are not yet expected to be verified and stay out of the ratio, e.g. 120. Must be below windowSeconds. */
+  graceSeconds: number;
+  /** Judge only with at least this many matured sends in the window, e.g. 100. */
+  minSends: number;
+  /** Quarantine when matured approvals ÷ matured sends falls below this, e.g. 0.2. */
+  minConversion: number;
+  /** How long a quarantine lasts, e.g. 3600. */
+  quarantineSeconds: number;
+}
+
+/** One judged subject, e.g. `{ dimension: 'prefix', value: '+62812345' }` or `{ dimension: 'country', value: 'ID' }`. */
+export interface GuardSubject {
+  dimension: GuardDimension;
+  value: string;
+}
+
+/** A quarantine as stored: `until` is epoch ms on the clock passed as `now`. */
+export interface GuardQuarantine {
+  subject: GuardSubject;
+  until: number;
+  /** Why, for the log, e.g. `conversion 0.05 < 0.2 over 140 sends in 3600 s`. Never shown to callers. */
+  reason: string;
+  /** True: observed in shadow mode (or read under shadow mode) — the caller lets the send through but counts and logs it. */
+  shadow: boolean;
+}
+
+/** The guard's answer before a send. */
+export type GuardVerdict = { kind: 'allow' } | ({ kind: 'quarantined' } & GuardQuarantine);
+
+/** Current numbers of one subject over the window. */
+export interface GuardStats {
+  /** Sends in the window, matured or not. */
+  sends: number;
+  /** Approvals in the window, matured or not. */
+  approvals: number;
+  /** Sends old enough to be judged. */
+  maturedSends: number;
+  /** Matured approvals ÷ matured sends; null while nothing has matured. */
+  conversion: number | null;
+}
+
+const MINUTE_MS = 60_000;
+/** Counts outlive the window a little, so a trim that is due but not yet run loses nothing. */
+const COUNTS_MARGIN_MS = 2 * MINUTE_MS;
+const INDEX_MARGIN_MS = MINUTE_MS;
+const ALLOW: GuardVerdict = { kind: 'allow' };
+
+type Reply = (string | number | null)[];
+
+/** The guard's scripts bound to one connection (see pumping-guard.lua.ts for their contracts). */
+interface GuardScripts {
+  recordSend: BoundScript<Reply>;
+  recordApproval: BoundScript<number>;
+  stats: BoundScript<number[]>;
+  release: BoundScript<number>;
+  index: BoundScript<number>;
+}
+
+function bindScripts(redis: Redis | Cluster): GuardScripts {
+  return {
+    recordSend: bindScript(redis, 'kurirGuardRecordSend', 2, lua.RECORD_SEND),
+    recordApproval: bindScript(redis, 'kurirGuardRecordApproval', 1, lua.RECORD_APPROVAL),
+    stats: bindScript(redis, 'kurirGuardStats', 1, lua.STATS),
+    release: bindScript(redis, 'kurirGuardRelease', 2, lua.RELEASE),
+    index: bindScript(redis, 'kurirGuardIndex', 1, lua.INDEX),
+  };
+}
+
+/** Percent-escapes what would change a key's meaning: `{`/`}` (hash tags), `:` (separators), `%` itself. */
+function escapeKeyPart(part: string): string {
+  return part.replace(/[%{}:]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+}
+
+/** The guard's key names (see the layout in the module comment); exported for tests and tooling. */
+export function pumpingGuardKeys(keyPrefix: string): {
+  counts(tenant: string, subject: GuardSubject): string;
+  quarantine(tenant: string, subject: GuardSubject): string;
+  index(tenant: string): string;
+} {
+  const tag = (tenant: string, s: GuardSubject): string =>
+    `${keyPrefix}:pg:{${escapeKeyPart(tenant)}:${s.dimension}:${escapeKeyPart(s.value)}}`;
+  return {
+    counts: (tenant, subject) => `${tag(tenant, subject)}:n`,
+    quarantine: (tenant, subject) => `${tag(tenant, subject)}:q`,
+    index: (tenant) => `${keyPrefix}:pg:idx:${escapeKeyPart(tenant)}`,
+  };
+}
+
+function memberOf(subject: GuardSubject): string {
+  return `${subject.dimension}:${subject.value}`;
+}
+
+function subjectOf(member: string): GuardSubject | undefined {
+  const colon = member.indexOf(':');
+  const dimension = member.slice(0, colon);
+  if (colon < 1 || (dimension !== 'prefix' && dimension !== 'country')) return undefined;
+  return { dimension, value: member.slice(colon + 1) };
+}
+
+/** The same subject twice in one call would count one send twice. */
+function distinct(subjects: readonly GuardSubject[]): GuardSubject[] {
+  const seen = new Map<string, GuardSubject>();
+  for (const subject of subjects) {
+    if (subject.value === '') throw new RangeError(`pumping guard: empty ${subject.dimension}`);
+    seen.set(memberOf(subject), subject);
+  }
+  return [...seen.values()];
+}
+
+/**
+ * The schema bounds each value; this catches the combination it cannot: a grace as long as the
+ * window would leave nothing ever matured, silently disabling the guard.
+ */
+function assertSettings(s: PumpingGuardSettings): void {
+  const ok =
+    s.windowSeconds > 0 &&
+    s.graceSeconds >= 0 &&
+    s.graceSeconds < s.windowSeconds &&
+    s.minSends >= 1 &&
+    s.minConversion >= 0 &&
+    s.minConversion <= 1 &&
+    s.quarantineSeconds > 0;
+  if (!ok) throw new RangeError(`pumping guard: inconsistent settings ${JSON.stringify(s)}`);
+}
+
+/**
+ * Judges prefixes and countries by the conversion of their recent sends and quarantines the ones
+ * that burst without converting. Stateless between calls: all state is in Redis, so any number of
+ * API processes may share it.
+ *
+ * Flow: `check` before queueing a send; `recordSend` once it is accepted (this is where the rule
+ * trips); `recordApproval` when its verification is approved.
+ */
+export class PumpingGuard {
+  private readonly scripts: GuardScripts;
+  private readonly keys: ReturnType<typeof pumpingGuardKeys>;
+
+  constructor(
+    private readonly redis: Redis | Cluster,
+    options: { keyPrefix: string },
+  ) {
+    this.scripts = bindScripts(redis);
+    this.keys = pumpingGuardKeys(options.keyPrefix);
+  }
+
+  /**
+   * Before a send: is any subject quarantined (or, in shadow mode, would it be)? A refusing
+   * verdict wins over a shadow one. One round trip: the reads are issued together and ioredis
+   * writes them back to back (to several nodes in parallel on a Cluster, where their slots differ).
+   */
+  async check(tenant: string, subjects: readonly GuardSubject[], settings: PumpingGuardSettings, now: number): Promise<GuardVerdict> {
+    if (settings.mode === 'off' || subjects.length === 0) return ALLOW;
+    const found = await Promise.all(distinct(subjects).map((subject) => this.readQuarantine(tenant, subject, now)));
+    let observed: GuardVerdict = ALLOW;
+    for (const quarantine of found) {
+      if (quarantine === undefined) continue;
+      // A shadow marker never refuses, even once the mode is enforce: it was never meant to, and
+      // the next recorded send upgrades it if the traffic is still bad.
+      const shadow = settings.mode === 'shadow' || quarantine.shadow;
+      const verdict: GuardVerdict = { kind: 'quarantined', ...quarantine, shadow };
+      if (!shadow) return verdict;
+      if (observed.kind === 'allow') observed = verdict;
+    }
+    return observed;
+  }
+
+  /**
+   * After a send was accepted for queueing: counts it for every subject, re-evaluates them and
+   * quarantines those whose rule trips. Returns only the quarantines this call created, so the
+   * caller logs and counts each once even under concurrent sends.
+   */
+  async recordSend(
+    tenant: string,
+    subjects: readonly GuardSubject[],
+    settings: PumpingGuardSettings,
+    now: number,
+  ): Promise<GuardVerdict[]> {
+    if (settings.mode === 'off') return [];
+    assertSettings(settings);
+    const shadow = settings.mode === 'shadow';
+    const windowMs = settings.windowSeconds * 1000;
+    const created = await Promise.all(
+      distinct(subjects).map(async (subject): Promise<GuardVerdict | undefined> => {
+        const reply = await this.scripts.recordSend(
+          [this.keys.counts(tenant, subject), this.keys.quarantine(tenant, subject)],
+          [
+            now,
+            windowMs,
+            settings.graceSeconds * 1000,
+            settings.minSends,
+            settings.minConversion,
+            settings.quarantineSeconds * 1000,
+            shadow ? 1 : 0,
+            windowMs + COUNTS_MARGIN_MS,
+          ],
+        );
+        if (Number(reply[0]) !== 1) return undefined;
+        const until = Number(reply[1]);
+        // The index lives in another slot, so it is written after the quarantine: it only helps
+        // find quarantines, and every read confirms against the quarantine key itself.
+        await this.scripts.index([this.keys.index(tenant)], [memberOf(subject), until, now, INDEX_MARGIN_MS]);
+        return { kind: 'quarantined', subject, until, reason: String(reply[2] ?? ''), shadow: Number(reply[3]) === 1 };
+      }),
+    );
+    return created.filter((verdict): verdict is GuardVerdict => verdict !== undefined);
+  }
+
+  /** On approval of a verification whose send was recorded at `sentAt`: counts the conversion in that send's bucket. */
+  async recordApproval(
+    tenant: string,
+    subjects: readonly GuardSubject[],
+    settings: PumpingGuardSettings,
+    sentAt: number,
+    now: number,
+  ): Promise<void> {
+    if (settings.mode === 'off') return;
+    assertSettings(settings);
+    await Promise.all(
+      distinct(subjects).map((subject) =>
+        this.scripts.recordApproval([this.keys.counts(tenant, subject)], [sentAt, now, settings.windowSeconds * 1000]),
+      ),
+    );
+  }
+
+  /** Operator view: the tenant's live quarantines and shadow markers, soonest to end first. */
+  async listQuarantines(tenant: string, now: number): Promise<GuardQuarantine[]> {
+    const index = this.keys.index(tenant);
+    await this.redis.zremrangebyscore(index, '-inf', now);
+    const members = await this.redis.zrangebyscore(index, `(${now}`, '+inf');
+    const found = await Promise.all(
+      members.map((member) => {
+        const subject = subjectOf(member);
+        return subject === undefined ? undefined : this.readQuarantine(tenant, subject, now);
+      }),
+    );
+    return found
+      .filter((quarantine): quarantine is GuardQuarantine => quarantine !== undefined)
+      .sort((a, b) => a.until - b.until);
+  }
+
+  /**
+   * Operator override: lifts the quarantine (or shadow marker) and forgets the subject's counts,
+   * so it is judged afresh after a new minimum volume rather than re-quarantined by its next send
+   * on the evidence just overruled. Returns whether there was one to lift.
+   */
+  async release(tenant: string, subject: GuardSubject): Promise<boolean> {
+    const existed = await this.scripts.release([this.keys.counts(tenant, subject), this.keys.quarantine(tenant, subject)], []);
+    await this.redis.zrem(this.keys.index(tenant), memberOf(subject));
+    return Number(existed) === 1;
+  }
+
+  /** Current numbers of a subject over the window (for GET /v1/limits and tests); works in every mode. */
+  async stats(tenant: string, subject: GuardSubject, settings: PumpingGuardSettings, now: number): Promise<GuardStats> {
+    const reply = await this.scripts.stats(
+      [this.keys.counts(tenant, subject)],
+      [now, settings.windowSeconds * 1000, settings.graceSeconds * 1000],
+    );
+    const maturedSends = Number(reply[2]);
+    return {
+      sends: Number(reply[0]),
+      approvals: Number(reply[1]),
+      maturedSends,
+      conversion: maturedSends === 0 ? null : Number(reply[3]) / maturedSends,
+    };
+  }
+
+  /** The stored quarantine of a subject if it is still running on the caller's clock. */
+  private async readQuarantine(tenant: string, subject: GuardSubject, now: number): Promise<GuardQuarantine | undefined> {
+    const [until, reason, shadow] = await this.redis.hmget(this.keys.quarantine(tenant, subject), 'until', 'reason', 'shadow');
+    // The key's TTL ends it in Redis time; comparing `until` too keeps the answer exact on the
+    // caller's clock (and on a fake one in tests).
+    if (until === null || Number(until) <= now) return undefined;
+    return { subject, until: Number(until), reason: reason ?? '', shadow: shadow === '1' };
+  }
+}
