@@ -11,7 +11,7 @@ import type { Refusal } from '../common/security/send-gate.js';
 import { refusalError } from './refusals.js';
 import type { NewVerification } from '../common/store/verification.store.js';
 import { createVerificationSchema, type CreateVerificationRequest } from './schemas.js';
-import { iso, validationError, type Caller, type Reply, type VerificationDeps } from './verifications.handlers.js';
+import { iso, reportQuarantines, validationError, type Caller, type Reply, type VerificationDeps } from './verifications.handlers.js';
 
 /**
  * `POST /v1/verifications`: validate, route, pass the send gate (limits, geo, lockout, pumping
@@ -181,7 +181,8 @@ export async function createVerification(
       { reason: destination },
     );
   }
-  const purpose = rules.purposes[request.purpose];
+  // Own keys only: "constructor" must not find Object.prototype's.
+  const purpose = Object.hasOwn(rules.purposes, request.purpose) ? rules.purposes[request.purpose] : undefined;
   if (purpose === undefined) {
     throw new KurirError('unknown_purpose', `Purpose "${request.purpose}" is not configured.`, {
       allowed: Object.keys(rules.purposes).sort(),
@@ -225,6 +226,7 @@ export async function createVerification(
     security: rules.security,
     now,
   });
+  reportQuarantines(gate.newQuarantines, tenant, rules.security.pumping.mode, deps);
   if (!gate.admitted) return await refuse(draft, gate.refusal, deps);
   draft.plan = gate.channels;
   if (gate.shadowQuarantine !== undefined) {
@@ -245,10 +247,6 @@ export async function createVerification(
     throw new KurirError('service_unavailable', 'Could not queue the message; nothing was created.', { retryAfterSeconds: 1 }, { cause: error });
   }
 
-  for (const quarantine of await deps.gate.recordSend(tenant, destination, rules.security, now)) {
-    deps.metrics.quarantines.inc({ tenant, dimension: quarantine.kind === 'quarantined' ? quarantine.subject.dimension : 'unknown', mode: rules.security.pumping.mode });
-    deps.logger.warn({ tenant, quarantine }, 'pumping guard quarantined a number range');
-  }
   deps.metrics.verificationsCreated.inc({ tenant, purpose: request.purpose, channel: firstChannel, country: countryLabel(destination.country) });
   deps.logger.info(
     { verificationId: id, tenant, purpose: request.purpose, plan: draft.plan, locale: draft.locale, destination: maskDestination(destination.value), requestId: input.caller.requestId },

@@ -50,6 +50,7 @@ export function problemFor(error: KurirError): Problem {
 interface BodyParserError {
   type?: unknown;
   status?: unknown;
+  name?: unknown;
 }
 
 /** Maps body-parser's own failures onto our codes (they are thrown before any route runs). */
@@ -67,8 +68,17 @@ function fromBodyParser(error: BodyParserError): KurirError | undefined {
     case 'stream.encoding.set':
       return new KurirError('validation_failed', 'The request body could not be read.');
     default:
-      return undefined;
+      break;
   }
+  // Express's own 4xx errors without a body-parser type: an undecodable path parameter (a bad
+  // percent-escape) names no verification; a body that fails to decompress is a bad request.
+  if (error.name === 'URIError' && error.status === 400) return new KurirError('not_found', 'No such endpoint.');
+  if (typeof error.status === 'number' && error.status >= 400 && error.status < 500) {
+    if (error.status === 413) return new KurirError('payload_too_large', 'The request body exceeds the size limit.');
+    if (error.status === 415) return new KurirError('unsupported_media_type', 'Unsupported body encoding or charset.');
+    return new KurirError('validation_failed', 'The request could not be read.');
+  }
+  return undefined;
 }
 
 function isRedisUnavailable(error: unknown): boolean {

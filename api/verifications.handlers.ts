@@ -8,6 +8,7 @@ import type { JobQueues } from '../common/jobs/queues.js';
 import type { Metrics } from '../common/observability/metrics.js';
 import type { CodeVault } from '../common/security/code-vault.js';
 import type { DestinationLockout } from '../common/security/lockout.js';
+import type { GuardQuarantine } from '../common/security/pumping-guard.js';
 import type { SendGate } from '../common/security/send-gate.js';
 import type { KeySpace } from '../common/store/keys.js';
 import type { CheckStatus, RedisClient, VerificationStore } from '../common/store/verification.store.js';
@@ -201,17 +202,19 @@ export async function resendVerification(
     security,
     now,
   });
+  reportQuarantines(gate.newQuarantines, tenant, security.pumping.mode, deps);
+  // A silenced refusal answers like a resend that went out; nothing is queued for it.
+  const silenced = !gate.admitted && security.refusals === 'silent' && gate.refusal.silenceable;
   if (!gate.admitted) {
     deps.metrics.guardRefusals.inc({ tenant, rule: gate.refusal.rule, mode: 'enforce' });
-    throw refusalError(gate.refusal);
+    if (!silenced) throw refusalError(gate.refusal);
   }
   const result = await deps.store.resend(input.id, tenant, channel, now, limits);
-  if (result.kind !== 'ok') await deps.gate.cancel(gate, eventId);
+  if (result.kind !== 'ok' && gate.admitted) await deps.gate.cancel(gate, eventId);
   switch (result.kind) {
     case 'ok':
-      if (!result.decoy) {
+      if (!result.decoy && !silenced) {
         await deps.queues.enqueueSend(result.channel, { verificationId: input.id, delivery: result.delivery, requestId: input.caller.requestId });
-        await deps.gate.recordSend(tenant, destination, security, now);
       }
       deps.logger.info({ verificationId: input.id, delivery: result.delivery, channel: result.channel }, 'resend queued');
       return { status: 202, body: { id: input.id, status: 'pending', delivery: result.delivery, channel: result.channel } };
@@ -225,6 +228,22 @@ export async function resendVerification(
       throw new KurirError('max_sends_reached', 'This verification reached its maximum number of sends; create a new one.');
     case 'channel_not_allowed':
       throw new KurirError('channel_not_allowed', 'That channel cannot reach this destination.');
+  }
+}
+
+/** Counts and logs the pumping quarantines a send just created, once each. */
+export function reportQuarantines(
+  quarantines: readonly GuardQuarantine[],
+  tenant: string,
+  mode: string,
+  deps: Pick<VerificationDeps, 'metrics' | 'logger'>,
+): void {
+  for (const quarantine of quarantines) {
+    deps.metrics.quarantines.inc({ tenant, dimension: quarantine.subject.dimension, mode: quarantine.shadow ? 'shadow' : mode });
+    deps.logger.warn(
+      { tenant, dimension: quarantine.subject.dimension, value: quarantine.subject.value, reason: quarantine.reason, shadow: quarantine.shadow },
+      quarantine.shadow ? 'pumping guard would quarantine a number range (shadow mode)' : 'pumping guard quarantined a number range',
+    );
   }
 }
 

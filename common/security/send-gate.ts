@@ -5,7 +5,7 @@ import type { Destination } from '../domain/destination.js';
 import type { DailyBudget } from './budget.js';
 import { nextUtcMidnight } from './budget.js';
 import type { DestinationLockout } from './lockout.js';
-import type { GuardSubject, PumpingGuard } from './pumping-guard.js';
+import type { GuardQuarantine, GuardSubject, PumpingGuard } from './pumping-guard.js';
 import { limitKey, type LimitRule, type LimitStatus, type SendLimiter } from './rate-limiter.js';
 
 /**
@@ -39,8 +39,15 @@ export interface SendRequest {
 }
 
 export type GateDecision =
-  | { admitted: true; channels: Channel[]; shadowQuarantine: { subject: GuardSubject; reason: string } | undefined; rules: LimitRule[] }
-  | { admitted: false; refusal: Refusal };
+  | {
+      admitted: true;
+      channels: Channel[];
+      shadowQuarantine: { subject: GuardSubject; reason: string } | undefined;
+      rules: LimitRule[];
+      /** Quarantines this very send created (shadow ones only, when admitted); report each once. */
+      newQuarantines: GuardQuarantine[];
+    }
+  | { admitted: false; refusal: Refusal; newQuarantines: GuardQuarantine[] };
 
 export interface SendGateDeps {
   limiter: SendLimiter;
@@ -86,6 +93,10 @@ export function limitRules(request: Omit<SendRequest, 'channels' | 'eventId' | '
   return rules;
 }
 
+function refused(refusal: Refusal): GateDecision {
+  return { admitted: false, refusal, newQuarantines: [] };
+}
+
 export class SendGate {
   constructor(private readonly deps: SendGateDeps) {}
 
@@ -95,11 +106,11 @@ export class SendGate {
     const channels = request.channels.filter(
       (channel) => channel === 'email' || geoAllows(security, channel, destination.country),
     );
-    if (channels.length === 0) return { admitted: false, refusal: { kind: 'geo', rule: 'geo', silenceable: true } };
+    if (channels.length === 0) return refused({ kind: 'geo', rule: 'geo', silenceable: true });
 
     const lock = await this.deps.lockout.state(request.destinationMac);
     if (lock.locked) {
-      return { admitted: false, refusal: { kind: 'lockout', rule: 'destination_lockout', retryAfterMs: lock.retryAfterMs, silenceable: true } };
+      return refused({ kind: 'lockout', rule: 'destination_lockout', retryAfterMs: lock.retryAfterMs, silenceable: true });
     }
 
     let shadowQuarantine: { subject: GuardSubject; reason: string } | undefined;
@@ -108,10 +119,7 @@ export class SendGate {
       const verdict = await this.deps.guard.check(tenant, subjects, security.pumping, now);
       if (verdict.kind === 'quarantined') {
         if (!verdict.shadow) {
-          return {
-            admitted: false,
-            refusal: { kind: 'quarantine', rule: 'pumping_guard', subject: verdict.subject, reason: verdict.reason, silenceable: true },
-          };
+          return refused({ kind: 'quarantine', rule: 'pumping_guard', subject: verdict.subject, reason: verdict.reason, silenceable: true });
         }
         shadowQuarantine = { subject: verdict.subject, reason: verdict.reason };
       }
@@ -122,27 +130,35 @@ export class SendGate {
     if (budget.failClosed && budget.dailyMessages !== null) {
       const used = await this.deps.budget.used(tenant, first, now);
       if (used >= budget.dailyMessages) {
-        return { admitted: false, refusal: { kind: 'budget', rule: `budget_${first}`, retryAfterMs: nextUtcMidnight(now) - now, silenceable: false } };
+        return refused({ kind: 'budget', rule: `budget_${first}`, retryAfterMs: nextUtcMidnight(now) - now, silenceable: false });
       }
     }
 
     const rules = limitRules(request, this.deps.keyPrefix);
     const decision = await this.deps.limiter.consume(rules, now, request.eventId);
     if (!decision.allowed) {
-      return { admitted: false, refusal: { kind: 'rate_limit', rule: decision.rule, retryAfterMs: decision.retryAfterMs, silenceable: false } };
+      return refused({ kind: 'rate_limit', rule: decision.rule, retryAfterMs: decision.retryAfterMs, silenceable: false });
     }
-    return { admitted: true, channels, shadowQuarantine, rules };
+
+    // Count the send for the guard before it is queued, so that the send which trips the
+    // quarantine is itself refused instead of being the last one a pumper gets through.
+    const created = subjects.length === 0 ? [] : await this.deps.guard.recordSend(tenant, subjects, security.pumping, now);
+    const newQuarantines = created.filter((verdict): verdict is Extract<typeof verdict, { kind: 'quarantined' }> => verdict.kind === 'quarantined');
+    const enforced = newQuarantines.find((quarantine) => !quarantine.shadow);
+    if (enforced !== undefined) {
+      await this.deps.limiter.release(rules, request.eventId);
+      return {
+        admitted: false,
+        refusal: { kind: 'quarantine', rule: 'pumping_guard', subject: enforced.subject, reason: enforced.reason, silenceable: true },
+        newQuarantines,
+      };
+    }
+    return { admitted: true, channels, shadowQuarantine, rules, newQuarantines };
   }
 
   /** The send could not be queued after all: give its place in the limits back. */
   async cancel(decision: GateDecision & { admitted: true }, eventId: string): Promise<void> {
     await this.deps.limiter.release(decision.rules, eventId);
-  }
-
-  /** Counts an admitted send for the pumping guard; returns quarantines this send tripped. */
-  async recordSend(tenant: string, destination: Destination, security: SecurityPolicy, now: number) {
-    const subjects = guardSubjects(destination);
-    return subjects.length === 0 ? [] : await this.deps.guard.recordSend(tenant, subjects, security.pumping, now);
   }
 
   async recordApproval(tenant: string, destination: Destination, security: SecurityPolicy, sentAt: number, now: number): Promise<void> {

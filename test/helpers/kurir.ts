@@ -102,6 +102,9 @@ export async function startKurir(env: Record<string, string> = {}): Promise<Kuri
   const kurir = await startEmbedded(config, { logger });
   if (kurir.simulator === undefined) throw new Error('the harness needs the simulator');
   const simulator = kurir.simulator;
+  // Let the connections finish connecting: closing ioredis mid-handshake rejects commands that
+  // BullMQ queued internally, which surfaces as unhandled rejections in a short test.
+  await Promise.all([kurir.services.redis.ping(), kurir.services.workerRedis.ping()]);
   const redis = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: 1 });
   const url = kurir.api.url;
 
