@@ -3,6 +3,7 @@ import express, { type NextFunction, type Request, type RequestHandler, type Res
 import type { Registry } from 'prom-client';
 import { KurirError } from '../common/errors.js';
 import type { ApiKeyAuthenticator } from '../common/security/api-keys.js';
+import { readWatchdog } from '../common/runtime/watchdog.js';
 import type { RedisClient } from '../common/store/verification.store.js';
 import { openApiDocumentJson } from './openapi.js';
 import { problemMiddleware, sendProblem } from './problem.js';
@@ -99,18 +100,25 @@ export function createApp(deps: ApiDeps): express.Express {
     res.json({ status: 'ok' });
   });
   app.get('/readyz', async (_req, res) => {
+    let problem: KurirError | undefined;
     try {
       await Promise.race([
         deps.redis.ping(),
         new Promise((_resolve, reject) => setTimeout(() => reject(new Error('redis ping timed out')), 1000).unref()),
       ]);
-      res.json({ status: 'ready' });
+      // The scheduler's watchdog: jobs ready to run that nobody processes make the service unready.
+      const watchdog = await readWatchdog(deps.redis, deps.verifications.keys);
+      if (watchdog !== undefined && watchdog.stalled.length > 0) {
+        problem = new KurirError('service_unavailable', 'Jobs are waiting but no worker processes them.', {
+          retryAfterSeconds: 5,
+          stalledQueues: watchdog.stalled,
+        });
+      }
     } catch {
-      res.setHeader('Retry-After', '1');
-      res.status(503).type('application/problem+json').send(
-        JSON.stringify({ type: 'urn:kurir:problem:service_unavailable', title: 'Not ready', status: 503, code: 'service_unavailable', detail: 'Redis is not reachable.' }),
-      );
+      problem = new KurirError('service_unavailable', 'Redis is not reachable.', { retryAfterSeconds: 1 });
     }
+    if (problem === undefined) res.json({ status: 'ready' });
+    else sendProblem(res, problem);
   });
   app.get('/openapi.json', (_req, res) => {
     res.type('application/json').send(openApiDocumentJson());

@@ -1,4 +1,5 @@
 import { createHash, createHmac, randomBytes } from 'node:crypto';
+import { checkCallbackUrl } from '../common/callbacks/callback-url.js';
 import { MAX_TTL_SECONDS, routeForCountry, tenantPolicy, type EffectivePolicy } from '../common/config/policy.js';
 import type { Channel, Locale } from '../common/domain/channel.js';
 import { parseDestination, receivesCodes, type Destination } from '../common/domain/destination.js';
@@ -89,6 +90,8 @@ interface Draft {
   deliveryTimeoutSeconds: number;
   rules: EffectivePolicy;
   fingerprint: string;
+  /** The validated, normalised callback URL, if the request had one. */
+  callbackUrl: string | undefined;
   now: number;
 }
 
@@ -115,6 +118,7 @@ function record(draft: Draft, deps: VerificationDeps, decoy: boolean): NewVerifi
     fingerprint: draft.fingerprint,
     destinationMac: draft.destinationMac,
     decoy,
+    callbackUrl: draft.callbackUrl,
   };
 }
 
@@ -168,6 +172,7 @@ export async function createVerification(
   const parsed = createVerificationSchema.safeParse(input.body);
   if (!parsed.success) throw validationError(parsed.error);
   const request = parsed.data;
+  const callbackUrl = request.callbackUrl === undefined ? undefined : callbackUrlFor(request.callbackUrl, deps.config.production);
   const { tenant } = input.caller;
   const rules = tenantPolicy(deps.policy, tenant);
 
@@ -210,6 +215,7 @@ export async function createVerification(
     deliveryTimeoutSeconds: route.deliveryTimeoutSeconds,
     rules,
     fingerprint: fingerprint(request),
+    callbackUrl,
     now,
   };
   // Premium-rate, shared-cost, fixed-line…: refused before any limit is touched.
@@ -247,6 +253,8 @@ export async function createVerification(
     throw new KurirError('service_unavailable', 'Could not queue the message; nothing was created.', { retryAfterSeconds: 1 }, { cause: error });
   }
 
+  await scheduleExpiry(id, draft.now + draft.ttlSeconds * 1000 - deps.now(), deps);
+
   deps.metrics.verificationsCreated.inc({ tenant, purpose: request.purpose, channel: firstChannel, country: countryLabel(destination.country) });
   deps.logger.info(
     { verificationId: id, tenant, purpose: request.purpose, plan: draft.plan, locale: draft.locale, destination: maskDestination(destination.value), requestId: input.caller.requestId },
@@ -268,9 +276,32 @@ async function replay(draft: Draft, storedFingerprint: string, caller: Caller, d
   if (first !== undefined && first.status === 'queued' && status === 'pending') {
     await deps.queues.enqueueSend(first.channel, { verificationId: draft.id, delivery: 1, requestId: caller.requestId });
   }
+  if (status === 'pending') await scheduleExpiry(draft.id, existing.expiresAt - deps.now(), deps);
   return {
     status: 202,
     body: createdBody({ ...existing, status, channel: existing.deliveries.at(-1)?.channel ?? existing.plan[0] ?? 'sms' }),
     headers: { 'Idempotent-Replayed': 'true', Location: `/v1/verifications/${draft.id}` },
   };
+}
+
+/** The production rules on top of the schema's (which hold in every mode): see callback-url.ts. */
+function callbackUrlFor(raw: string, production: boolean): string {
+  const checked = checkCallbackUrl(raw, { production });
+  if (!checked.ok) {
+    throw new KurirError('validation_failed', 'The request body does not match the schema.', {
+      errors: [{ path: 'callbackUrl', message: checked.message }],
+    });
+  }
+  return checked.url;
+}
+
+/**
+ * Arms the job that ends the verification at its expiry (and tells its callback). Without it the
+ * verification still expires — every script checks `expiresAt` — only later and silently, so a
+ * failure here is logged rather than failing a create whose code is already on its way.
+ */
+async function scheduleExpiry(id: string, delayMs: number, deps: VerificationDeps): Promise<void> {
+  await deps.queues.scheduleExpiry(id, delayMs).catch((error: unknown) => {
+    deps.logger.warn({ verificationId: id, err: { message: error instanceof Error ? error.message : String(error) } }, 'could not schedule the expiry job');
+  });
 }

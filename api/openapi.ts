@@ -1,4 +1,11 @@
 import { z } from 'zod';
+import {
+  CALLBACK_EVENT_ID_HEADER,
+  CALLBACK_SIGNATURE_HEADER,
+  CALLBACK_TOLERANCE_SECONDS,
+  CALLBACK_USER_AGENT,
+} from '../common/callbacks/callback-signature.js';
+import { callbackEventSchema, type CallbackEventType } from '../common/jobs/catalogue.js';
 import { CHANNELS, LOCALES } from '../common/domain/channel.js';
 import { DELIVERY_REASONS, DELIVERY_STATUSES, VERIFICATION_STATUSES } from '../common/domain/verification.js';
 import { ERROR_CODES, type ErrorCode } from '../common/errors.js';
@@ -117,6 +124,8 @@ export interface OpenApiDocument {
   servers?: ServerObject[];
   tags: TagObject[];
   paths: Record<string, PathItemObject>;
+  /** Requests Kurir makes to the tenant (its `callbackUrl`), keyed by event type. */
+  webhooks?: Record<string, PathItemObject>;
   components: {
     schemas: Record<string, SchemaObject>;
     parameters: Record<string, ParameterObject>;
@@ -260,7 +269,10 @@ function componentSchemas(): Record<string, SchemaObject> {
     Verification: {
       type: 'object',
       description: 'A verification with its delivery timeline (`GET /v1/verifications/{id}`).',
-      required: ['id', 'status', 'to', 'purpose', 'locale', 'plan', 'channel', 'attemptsRemaining', 'createdAt', 'expiresAt', 'approvedAt', 'deliveries'],
+      required: [
+        'id', 'status', 'to', 'purpose', 'locale', 'plan', 'channel', 'attemptsRemaining', 'createdAt', 'expiresAt', 'approvedAt', 'callbackUrl',
+        'deliveries',
+      ],
       properties: {
         id: schemaRef('VerificationId'),
         status: schemaRef('VerificationStatus'),
@@ -273,6 +285,7 @@ function componentSchemas(): Record<string, SchemaObject> {
         createdAt: dateTime,
         expiresAt: dateTime,
         approvedAt: nullableDateTime,
+        callbackUrl: { type: ['string', 'null'], format: 'uri', description: 'Where this verification\'s events are posted (see `webhooks`), as normalised; `null` without one.' },
         deliveries: { type: 'array', items: schemaRef('Delivery') },
       },
     },
@@ -335,6 +348,7 @@ function componentSchemas(): Record<string, SchemaObject> {
         duplicate: { type: 'boolean', const: true, description: 'This event id was already recorded.' },
       },
     },
+    ...callbackEventSchemas(),
     HealthStatus: { type: 'object', required: ['status'], properties: { status: { type: 'string', const: 'ok' } } },
     ReadyStatus: { type: 'object', required: ['status'], properties: { status: { type: 'string', const: 'ready' } } },
     LimitStatus: {
@@ -447,6 +461,73 @@ function componentSchemas(): Record<string, SchemaObject> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Callbacks: what Kurir posts to a verification's `callbackUrl` (OpenAPI 3.1 `webhooks`).
+// ---------------------------------------------------------------------------------------------
+
+/** Component name and summary of each callback event, in the order of CALLBACK_EVENT_TYPES. */
+const CALLBACK_EVENTS: Record<CallbackEventType, { schema: string; summary: string }> = {
+  'verification.delivered': {
+    schema: 'CallbackEventDelivered',
+    summary: 'The first delivered (or read) receipt of any delivery of the verification; once per verification.',
+  },
+  'verification.fallback': {
+    schema: 'CallbackEventFallback',
+    summary: 'A fallback started: delivery `data.delivery` goes out over `data.to` because the one over `data.from` failed, was rejected or timed out. The same code.',
+  },
+  'verification.approved': { schema: 'CallbackEventApproved', summary: 'The end user entered the right code.' },
+  'verification.expired': { schema: 'CallbackEventExpired', summary: 'The verification reached its `expiresAt` while still pending.' },
+  'verification.failed': {
+    schema: 'CallbackEventFailed',
+    summary: 'The last channel of the plan failed (`data.delivery`), and no delivery reached the user. A resend may still be tried.',
+  },
+};
+
+const CALLBACK_DELIVERY_TEXT =
+  `Kurir POSTs the event as JSON (\`Content-Type: application/json\`, \`User-Agent: ${CALLBACK_USER_AGENT}\`) to the verification's ` +
+  '`callbackUrl`, through its own queue: 2xx = delivered; 410 = the endpoint is gone, no retry; 408, 429, 5xx, no answer within 5 s or ' +
+  'no connection = retried 8 times in all with exponential backoff (from about 2 s, with jitter; about 4 minutes); any other answer, ' +
+  'redirects included (they are never followed), is a permanent failure. Delivery is at least once and events may arrive out of order: ' +
+  `deduplicate on \`id\` (also in \`${CALLBACK_EVENT_ID_HEADER}\`) and order by \`createdAt\`. Events never carry a code.`;
+
+function callbackEventSchemas(): Record<string, SchemaObject> {
+  const schemas: Record<string, SchemaObject> = {};
+  for (const option of callbackEventSchema.options) {
+    const type = option.shape.type.value;
+    const { schema, summary } = CALLBACK_EVENTS[type];
+    schemas[schema] = { ...fromZod(option), description: summary };
+  }
+  schemas['CallbackEvent'] = {
+    description: `An event posted to a verification's \`callbackUrl\`. ${CALLBACK_DELIVERY_TEXT}`,
+    oneOf: Object.values(CALLBACK_EVENTS).map(({ schema }) => schemaRef(schema)),
+  };
+  return schemas;
+}
+
+function webhooks(): Record<string, PathItemObject> {
+  return Object.fromEntries(
+    (Object.entries(CALLBACK_EVENTS) as [CallbackEventType, { schema: string; summary: string }][]).map(([type, { schema, summary }]) => [
+      type,
+      {
+        post: {
+          operationId: `callback${schema.slice('CallbackEvent'.length)}`,
+          summary: `\`${type}\``,
+          description: `${summary} ${CALLBACK_DELIVERY_TEXT}`,
+          tags: ['callbacks'],
+          security: [],
+          parameters: [ref('parameters', 'KurirSignature'), ref('parameters', 'KurirEventId')],
+          requestBody: { required: true, content: { 'application/json': { schema: schemaRef(schema) } } },
+          responses: {
+            '2XX': { description: 'Received: not sent again.' },
+            '410': { description: 'The endpoint is gone: this event is not retried.' },
+            default: { description: '408, 429 and 5xx are retried (see above); other answers are permanent failures.' },
+          },
+        },
+      },
+    ]),
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
 // Parameters, headers and responses.
 // ---------------------------------------------------------------------------------------------
 
@@ -484,6 +565,23 @@ function componentParameters(): Record<string, ParameterObject> {
       description:
         '`t=<unix seconds>,s=<hex>` where `s` is HMAC-SHA256(webhook secret, `t.rawBody`) in hex; `t` must be within 300 s of the server clock.',
       schema: { type: 'string', examples: ['t=1700000000,s=5257a869e7ecebeda32affa62cdca3fa51cad7e77a0e56ff536d0ce8e108d8bd'] },
+    },
+    KurirSignature: {
+      name: CALLBACK_SIGNATURE_HEADER,
+      in: 'header',
+      required: true,
+      description:
+        'On every callback: `t=<unix seconds>,s=<hex>` where `s` is HMAC-SHA256 keyed with the tenant\'s API key over the bytes `<t>.<raw body>`, ' +
+        'in lower-case hex. Verify over the raw body before parsing it, compare in constant time, and refuse a `t` more than ' +
+        `${CALLBACK_TOLERANCE_SECONDS} s from your clock. \`t\` is the time of the attempt: every retry is signed afresh.`,
+      schema: { type: 'string', pattern: '^t=\\d+,s=[0-9a-f]{64}$' },
+    },
+    KurirEventId: {
+      name: CALLBACK_EVENT_ID_HEADER,
+      in: 'header',
+      required: true,
+      description: 'The event\'s `id`; the same on every retry of the event.',
+      schema: { type: 'string', pattern: '^evt_[0-9a-f]{24}$' },
     },
   };
 }
@@ -849,8 +947,10 @@ export function buildOpenApiDocument(options: { serverUrl?: string } = {}): Open
       { name: 'limits', description: 'The send limits, lockout and budgets that apply to a destination.' },
       { name: 'webhooks', description: 'Provider receipts.' },
       { name: 'operations', description: 'Health, readiness, metrics and this document.' },
+      { name: 'callbacks', description: 'Signed events Kurir posts to a verification\'s `callbackUrl`.' },
     ],
     paths: paths(),
+    webhooks: webhooks(),
     components: {
       schemas: componentSchemas(),
       parameters: componentParameters(),

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { CALLBACK_URL_MAX_LENGTH, checkCallbackUrl } from '../common/callbacks/callback-url.js';
 import { CHANNELS } from '../common/domain/channel.js';
 
 /**
@@ -8,6 +9,25 @@ import { CHANNELS } from '../common/domain/channel.js';
 
 const printable = /^[\x20-\x7E]*$/;
 
+/**
+ * The rules that hold in every mode; create-verification.ts adds the production ones (https only,
+ * no loopback/private/link-local IP literals) from the process's configuration.
+ */
+const callbackUrl = z
+  .string()
+  .min(1)
+  .max(CALLBACK_URL_MAX_LENGTH)
+  .superRefine((value, ctx) => {
+    const checked = checkCallbackUrl(value, { production: false });
+    if (!checked.ok) ctx.addIssue({ code: 'custom', message: checked.message });
+  })
+  .meta({
+    format: 'uri',
+    description:
+      'Where Kurir posts this verification\'s signed events (see `webhooks` in this document). An `https://` URL without credentials ' +
+      'or fragment; `http://`, `localhost` and loopback/private/link-local IP addresses are refused in production.',
+  });
+
 export const createVerificationSchema = z.strictObject({
   to: z.string().min(3).max(320),
   purpose: z.string().min(1).max(40).regex(/^[a-z][a-z0-9_]*$/, 'lower-case letters, digits and _'),
@@ -15,6 +35,7 @@ export const createVerificationSchema = z.strictObject({
   locale: z.string().min(2).max(35).regex(/^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$/, 'a BCP 47 language tag').optional(),
   ttlSeconds: z.number().int().min(60).max(900).optional(),
   codeLength: z.number().int().min(4).max(10).optional(),
+  callbackUrl: callbackUrl.optional(),
   context: z
     .strictObject({
       ip: z.union([z.ipv4(), z.ipv6()]).optional(),

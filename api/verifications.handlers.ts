@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { VerificationEvents } from '../common/callbacks/verification-events.js';
 import type { Config } from '../common/config/env.js';
 import { tenantPolicy, type Policy } from '../common/config/policy.js';
 import { parseDestination } from '../common/domain/destination.js';
@@ -20,7 +21,8 @@ import { VERIFICATION_ID, checkSchema, resendSchema, zodIssues } from './schemas
  * Express only translates (api/app.ts); everything here can be called directly in tests.
  */
 export interface VerificationDeps {
-  config: Pick<Config, 'secret' | 'delivery'>;
+  /** `production` tightens the callback URL rules (https only, no private IP literals). */
+  config: Pick<Config, 'secret' | 'delivery' | 'production'>;
   policy: Policy;
   store: VerificationStore;
   queues: JobQueues;
@@ -54,7 +56,7 @@ export function iso(ms: number | undefined): string | null {
 }
 
 /** The public view of a verification, with its delivery timeline. */
-export function presentVerification(verification: Verification, now: number) {
+export function presentVerification(verification: Verification & { callbackUrl?: string | undefined }, now: number) {
   const status = effectiveStatus(verification, now);
   return {
     id: verification.id,
@@ -68,6 +70,7 @@ export function presentVerification(verification: Verification, now: number) {
     createdAt: iso(verification.createdAt),
     expiresAt: iso(verification.expiresAt),
     approvedAt: iso(verification.approvedAt),
+    callbackUrl: verification.callbackUrl ?? null,
     deliveries: verification.deliveries.map((delivery) => ({
       n: delivery.n,
       channel: delivery.channel,
@@ -166,6 +169,15 @@ async function recordEnd(id: string, status: string, now: number, deps: Verifica
     }
   }
   deps.logger.info({ verificationId: id, status, tenant: verification.tenant }, 'verification ended');
+  if (status === 'approved' || status === 'expired') {
+    // The check has been answered by the store already; a lost event must not turn it into a 5xx.
+    await new VerificationEvents(deps).ended(verification, status).catch((error: unknown) => {
+      deps.logger.error(
+        { verificationId: id, status, err: { message: error instanceof Error ? error.message : String(error) } },
+        'callback event could not be queued',
+      );
+    });
+  }
 }
 
 export async function resendVerification(

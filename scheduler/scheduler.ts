@@ -1,8 +1,13 @@
 import type { ConnectionOptions, Worker } from 'bullmq';
 import { QUEUES } from '../common/jobs/catalogue.js';
 import { closeWorkers, startProcessor } from '../common/jobs/processor.js';
-import type { KeySpace } from '../common/store/keys.js';
+import { startWatchdog } from '../common/runtime/watchdog.js';
 import { handleDeliveryTimeout, type DeliveryTimeoutDeps } from './delivery-timeout.handler.js';
+import { handleVerificationExpiry, type VerificationExpiryDeps } from './verification-expiry.handler.js';
+
+/** Queue depths are sampled this often; a job ready this long with nobody taking it is an alarm. */
+const WATCHDOG_INTERVAL_MS = 15_000;
+const WATCHDOG_STALL_MS = 60_000;
 
 export interface SchedulerRole {
   close(): Promise<void>;
@@ -10,12 +15,12 @@ export interface SchedulerRole {
 }
 
 /**
- * The time-driven role. Delivery timeouts are delayed BullMQ jobs: BullMQ promotes them when due
- * (from any process that runs a worker on the queue), so several schedulers can run side by side
- * and each timer still fires once.
+ * The time-driven role. Delivery timeouts and verification expiries are delayed BullMQ jobs:
+ * BullMQ promotes them when due (from any process that runs a worker on the queue), so several
+ * schedulers can run side by side and each timer still fires once.
  */
 export function startSchedulerRole(
-  deps: DeliveryTimeoutDeps & { keys: KeySpace },
+  deps: DeliveryTimeoutDeps & VerificationExpiryDeps & Parameters<typeof startWatchdog>[0],
   options: { concurrency: number; connection: ConnectionOptions },
 ): SchedulerRole {
   const workers = [
@@ -27,7 +32,28 @@ export function startSchedulerRole(
       logger: deps.logger,
       handler: (job) => handleDeliveryTimeout(job, deps),
     }),
+    startProcessor({
+      queue: QUEUES.verificationExpiry,
+      keys: deps.keys,
+      connection: options.connection,
+      concurrency: options.concurrency,
+      logger: deps.logger,
+      handler: (job) => handleVerificationExpiry(job, deps),
+    }),
   ];
+  const watchdog = startWatchdog(deps, {
+    queueNames: Object.values(QUEUES),
+    stallAfterMs: WATCHDOG_STALL_MS,
+    verdictTtlMs: 3 * WATCHDOG_INTERVAL_MS,
+    intervalMs: WATCHDOG_INTERVAL_MS,
+  });
   let closing: Promise<void> | undefined;
-  return { workers, close: () => (closing ??= closeWorkers(workers)) };
+  return {
+    workers,
+    close: () =>
+      (closing ??= (async () => {
+        watchdog.stop();
+        await closeWorkers(workers);
+      })()),
+  };
 }

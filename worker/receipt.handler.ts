@@ -1,5 +1,6 @@
 import type { Job } from 'bullmq';
 import type { Logger } from 'pino';
+import { VerificationEvents } from '../common/callbacks/verification-events.js';
 import { dispatchFallback } from '../common/delivery/fallback.js';
 import { receiptJobSchema } from '../common/jobs/catalogue.js';
 import type { JobQueues } from '../common/jobs/queues.js';
@@ -47,6 +48,11 @@ export async function handleReceipt(job: Job, deps: ReceiptDeps): Promise<Receip
   const log = deps.logger.child({ verificationId: id, delivery, channel: receipt.channel, jobId: job.id });
   if (result.fallback !== undefined) {
     await dispatchFallback(result.fallback, { verificationId: id, from: receipt.channel, reason: 'failed' }, deps);
+  }
+  if (result.status === 'delivered' || result.status === 'read') {
+    // Before the "not newer" exit, for the same reason as the fallback above: the event is claimed
+    // by this job, so its retry may queue it again; any other receipt finds the claim taken.
+    await new VerificationEvents(deps).delivered(id, delivery, job.id ?? `receipt-${receipt.eventId}`);
   }
   if (!result.changed) {
     // A retried job lands here after its first run applied the receipt; keep re-dispatching the

@@ -2,6 +2,10 @@ import type { ConnectionOptions, Worker } from 'bullmq';
 import type { QueueRole } from '../common/config/env.js';
 import { QUEUES } from '../common/jobs/catalogue.js';
 import { closeWorkers, startProcessor } from '../common/jobs/processor.js';
+import type { Policy } from '../common/config/policy.js';
+import { CHANNELS } from '../common/domain/channel.js';
+import { SEND_QUEUE } from '../common/jobs/catalogue.js';
+import { handleCallback, type CallbackDeps } from './callback.handler.js';
 import { handleReceipt } from './receipt.handler.js';
 import { handleSend, type SendDeps } from './send.handler.js';
 
@@ -10,9 +14,15 @@ export interface WorkerRole {
   workers: readonly Worker[];
 }
 
+/** The policy's provider cap for a send queue (global across processes); none for the others. */
+function throughputOf(queue: QueueRole, policy: Policy): number | undefined {
+  const channel = CHANNELS.find((candidate) => SEND_QUEUE[candidate] === queue);
+  return channel === undefined ? undefined : policy.throughput[channel];
+}
+
 /** Starts the processors for the queues this process serves (`WORKER_QUEUES`). */
 export function startWorkerRole(
-  deps: SendDeps,
+  deps: SendDeps & CallbackDeps,
   options: { queues: readonly QueueRole[]; concurrency: number; connection: ConnectionOptions },
 ): WorkerRole {
   const workers = options.queues.map((queue) =>
@@ -22,7 +32,9 @@ export function startWorkerRole(
       connection: options.connection,
       concurrency: options.concurrency,
       logger: deps.logger,
-      handler: (job): Promise<unknown> => (queue === QUEUES.receipts ? handleReceipt(job, deps) : handleSend(job, deps)),
+      maxPerSecond: throughputOf(queue, deps.policy),
+      handler: (job): Promise<unknown> =>
+        queue === QUEUES.receipts ? handleReceipt(job, deps) : queue === QUEUES.callbacks ? handleCallback(job, deps) : handleSend(job, deps),
     }),
   );
   let closing: Promise<void> | undefined;

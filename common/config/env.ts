@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { parseEndpoints, type RedisTopology } from '../store/redis-connection.js';
 
 /**
  * Process configuration, read from the environment exactly once (this is the only module that
@@ -6,7 +7,7 @@ import { z } from 'zod';
  * message that names the variable. Modules receive the slice of {@link Config} they need.
  */
 
-export const QUEUE_ROLES = ['send-whatsapp', 'send-sms', 'send-email', 'receipts'] as const;
+export const QUEUE_ROLES = ['send-whatsapp', 'send-sms', 'send-email', 'receipts', 'callbacks'] as const;
 
 /** Development-only defaults that let `npm start` work on a fresh clone; refused in production. */
 const DEV_SECRET = 'kurir-development-secret-do-not-use-in-production-0000';
@@ -27,6 +28,10 @@ const envSchema = z.object({
   NODE_ENV: optionalString,
   PORT: port.transform((v) => v ?? 3000),
   REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),
+  REDIS_SENTINELS: optionalString,
+  REDIS_SENTINEL_NAME: optionalString,
+  REDIS_CLUSTER_NODES: optionalString,
+  REDIS_PASSWORD: optionalString,
   KURIR_KEY_PREFIX: z
     .string()
     .regex(/^[A-Za-z0-9_.-]{1,40}$/, 'letters, digits, _ . - only (it becomes part of every Redis key)')
@@ -61,7 +66,7 @@ export type QueueRole = (typeof QUEUE_ROLES)[number];
 export interface Config {
   production: boolean;
   http: { port: number; publicUrl: string };
-  redis: { url: string; keyPrefix: string };
+  redis: { url: string; keyPrefix: string; topology: RedisTopology };
   /** Key material for code HMACs and encryption of the plaintext kept for fallback. */
   secret: string;
   /** Tenant name → API key, as configured. Hashed before use by the authenticator. */
@@ -124,6 +129,25 @@ function parseQueues(raw: string | undefined): QueueRole[] {
   return [...new Set(wanted)] as QueueRole[];
 }
 
+function redisTopology(e: z.infer<typeof envSchema>): RedisTopology {
+  if (e.REDIS_SENTINELS !== undefined && e.REDIS_CLUSTER_NODES !== undefined) {
+    throw new ConfigError('REDIS_SENTINELS and REDIS_CLUSTER_NODES: set one of them, not both');
+  }
+  if (e.REDIS_CLUSTER_NODES !== undefined) {
+    const nodes = parseEndpoints(e.REDIS_CLUSTER_NODES);
+    if (nodes === undefined) throw new ConfigError('REDIS_CLUSTER_NODES: must be host:port[,host:port…]');
+    return { kind: 'cluster', nodes, password: e.REDIS_PASSWORD };
+  }
+  if (e.REDIS_SENTINELS !== undefined) {
+    const sentinels = parseEndpoints(e.REDIS_SENTINELS);
+    if (sentinels === undefined) throw new ConfigError('REDIS_SENTINELS: must be host:port[,host:port…]');
+    if (e.REDIS_SENTINEL_NAME === undefined) throw new ConfigError('REDIS_SENTINEL_NAME: required with REDIS_SENTINELS');
+    const db = Number(new URL(e.REDIS_URL).pathname.slice(1) || 0);
+    return { kind: 'sentinel', sentinels, name: e.REDIS_SENTINEL_NAME, password: e.REDIS_PASSWORD, db: Number.isInteger(db) ? db : 0 };
+  }
+  return { kind: 'single', url: e.REDIS_URL };
+}
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const parsed = envSchema.safeParse(env);
   if (!parsed.success) {
@@ -149,6 +173,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (secret.length < 32) throw new ConfigError('KURIR_SECRET: must be at least 32 characters');
   const apiKeys = parseApiKeys(required('KURIR_API_KEYS', e.KURIR_API_KEYS, DEV_API_KEYS));
 
+  const topology = redisTopology(e);
   if (e.KURIR_ADMIN_TOKEN !== undefined && e.KURIR_ADMIN_TOKEN.length < 32) {
     throw new ConfigError('KURIR_ADMIN_TOKEN: must be at least 32 characters');
   }
@@ -193,7 +218,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   return {
     production,
     http: { port: e.PORT, publicUrl: publicUrl.replace(/\/+$/, '') },
-    redis: { url: e.REDIS_URL, keyPrefix: e.KURIR_KEY_PREFIX },
+    redis: { url: e.REDIS_URL, keyPrefix: e.KURIR_KEY_PREFIX, topology },
     secret,
     apiKeys,
     adminToken: e.KURIR_ADMIN_TOKEN,

@@ -59,6 +59,12 @@ const policySchema = z.strictObject({
   }),
   locales: z.strictObject({ fallback: locale, byCountry: z.record(country, locale) }),
   templates: z.strictObject({ whatsapp: z.record(locale, templateSchema) }),
+  /** Messages per second per channel across all worker processes (the provider's cap). */
+  throughput: z.strictObject({
+    whatsapp: z.number().int().min(1).max(100_000),
+    sms: z.number().int().min(1).max(100_000),
+    email: z.number().int().min(1).max(100_000),
+  }),
   security: securitySchema,
   tenants: z.record(z.string(), tenantSchema),
 });
@@ -121,6 +127,8 @@ export const DEFAULT_POLICY: Policy = {
       hi: { name: 'kurir_otp', language: 'hi' },
     },
   },
+  // WhatsApp: Meta's default 80 messages/s per business number; raise it after Meta's upgrade.
+  throughput: { whatsapp: 80, sms: 100, email: 50 },
   security: DEFAULT_SECURITY,
   tenants: {},
 };

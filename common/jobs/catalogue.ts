@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { CHANNELS, type Channel } from '../domain/channel.js';
+import { VERIFICATION_STATUSES } from '../domain/verification.js';
 import { RECEIPT_STATUSES } from '../providers/provider.js';
 
 /**
@@ -14,6 +15,8 @@ export const QUEUES = {
   sendEmail: 'send-email',
   receipts: 'receipts',
   deliveryTimeout: 'delivery-timeout',
+  callbacks: 'callbacks',
+  verificationExpiry: 'verification-expiry',
 } as const;
 export type QueueName = (typeof QUEUES)[keyof typeof QUEUES];
 
@@ -52,11 +55,85 @@ export const receiptJobSchema = z.strictObject({
 });
 export type ReceiptJob = z.infer<typeof receiptJobSchema>;
 
-export const JOB_NAMES = { send: 'send', receipt: 'receipt', deliveryTimeout: 'delivery-timeout' } as const;
+/** Ends a verification that is still pending at its `expiresAt` (delayed by its TTL). */
+export const verificationExpiryJobSchema = z.strictObject({ verificationId });
+export type VerificationExpiryJob = z.infer<typeof verificationExpiryJobSchema>;
+
+/**
+ * Tenant callbacks (DESIGN.md flow step 6). The event is built once, when it happens, and posted
+ * byte for byte the same on every attempt; only the signature's timestamp changes. It carries the
+ * destination (the tenant's own data) but never a code.
+ */
+export const CALLBACK_EVENT_TYPES = [
+  'verification.delivered',
+  'verification.fallback',
+  'verification.approved',
+  'verification.expired',
+  'verification.failed',
+] as const;
+export type CallbackEventType = (typeof CALLBACK_EVENT_TYPES)[number];
+
+const isoTime = z.iso.datetime();
+const channel = z.enum(CHANNELS);
+const eventVerification = z
+  .strictObject({
+    id: verificationId,
+    status: z.enum(VERIFICATION_STATUSES),
+    purpose: z.string().max(40),
+    to: z.string().max(320).describe('The destination: E.164 number or lower-cased email address.'),
+    channel: channel.describe('Channel of the latest delivery.'),
+    deliveries: deliveryNumber.describe('Number of deliveries (messages) so far.'),
+  })
+  .describe('The verification when the event happened.');
+
+/** One event type: members in the order they are posted (`id`, `type`, `createdAt`, `verification`, `data`). */
+function eventOf<T extends CallbackEventType, D extends z.ZodType>(type: T, data: D) {
+  return z.strictObject({
+    id: z.string().regex(/^evt_[0-9a-f]{24}$/).describe('Unique per event; also in the `Kurir-Event-Id` header. Retries repeat it: deduplicate on it.'),
+    type: z.literal(type),
+    createdAt: isoTime.describe('When the event happened.'),
+    verification: eventVerification,
+    data,
+  });
+}
+
+export const callbackEventSchema = z.discriminatedUnion('type', [
+  eventOf(
+    'verification.delivered',
+    z.strictObject({ delivery: deliveryNumber, channel, status: z.enum(['delivered', 'read']), deliveredAt: isoTime }),
+  ),
+  eventOf(
+    'verification.fallback',
+    z.strictObject({ delivery: deliveryNumber, from: channel, to: channel, reason: z.enum(['failed', 'timeout', 'rejected']) }),
+  ),
+  eventOf('verification.approved', z.strictObject({ approvedAt: isoTime })),
+  eventOf('verification.expired', z.strictObject({ expiresAt: isoTime })),
+  eventOf('verification.failed', z.strictObject({ delivery: deliveryNumber, channel, errorCode: z.string().max(64).nullable() })),
+]);
+export type CallbackEvent = z.infer<typeof callbackEventSchema>;
+
+export const callbackJobSchema = z.strictObject({
+  tenant: z.string().min(1).max(40),
+  url: z.string().min(1).max(2048),
+  event: callbackEventSchema,
+});
+export type CallbackJob = z.infer<typeof callbackJobSchema>;
+
+export const JOB_NAMES = {
+  send: 'send',
+  receipt: 'receipt',
+  deliveryTimeout: 'delivery-timeout',
+  callback: 'callback',
+  verificationExpiry: 'verification-expiry',
+} as const;
 
 /** BullMQ refuses ':' in custom ids, hence the dashes. */
 export const jobIds = {
   send: (id: string, delivery: number) => `send-${id}-${delivery}`,
   deliveryTimeout: (id: string, delivery: number) => `timeout-${id}-${delivery}`,
   receipt: (eventDigest: string) => `receipt-${eventDigest}`,
+  /** One job per event: `callback-ver_…-fallback-2`, `callback-ver_…-approved`. */
+  callback: (id: string, type: CallbackEventType, n?: number) =>
+    `callback-${id}-${type.slice('verification.'.length)}${n === undefined ? '' : `-${n}`}`,
+  verificationExpiry: (id: string) => `expire-${id}`,
 };

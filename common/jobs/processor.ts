@@ -15,6 +15,11 @@ export function startProcessor<T>(options: {
   concurrency: number;
   logger: Logger;
   handler: (job: Job) => Promise<T>;
+  /**
+   * Global throughput cap of the queue, shared by every worker process (BullMQ keeps the
+   * counter in Redis): e.g. Meta's 80 messages/s per WhatsApp sender.
+   */
+  maxPerSecond?: number | undefined;
 }): Worker {
   const { connection, prefix } = queueOptions(options.keys, options.queue, options.connection);
   const worker = new Worker(options.queue, options.handler, {
@@ -24,6 +29,7 @@ export function startProcessor<T>(options: {
     // A send that stalls (process frozen or killed) is picked up again after 30 s at most.
     stalledInterval: 30_000,
     maxStalledCount: 1,
+    ...(options.maxPerSecond === undefined ? {} : { limiter: { max: options.maxPerSecond, duration: 1000 } }),
   });
   worker.on('failed', (job, error) => {
     const final = job === undefined || job.finishedOn !== undefined || error.name === 'UnrecoverableError';

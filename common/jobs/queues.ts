@@ -6,6 +6,7 @@ import {
   QUEUES,
   SEND_QUEUE,
   jobIds,
+  type CallbackJob,
   type DeliveryTimeoutJob,
   type QueueName,
   type ReceiptJob,
@@ -23,6 +24,9 @@ const JOB_OPTIONS: Record<QueueName, JobsOptions> = {
   'send-email': { attempts: 5, backoff: { type: 'exponential', delay: 1000, jitter: 0.5 } },
   receipts: { attempts: 8, backoff: { type: 'exponential', delay: 500, jitter: 0.5 } },
   'delivery-timeout': { attempts: 5, backoff: { type: 'exponential', delay: 500, jitter: 0.5 } },
+  'verification-expiry': { attempts: 5, backoff: { type: 'exponential', delay: 500, jitter: 0.5 } },
+  // A tenant's endpoint may be down for minutes: 8 attempts from ~2 s span about 4 minutes.
+  callbacks: { attempts: 8, backoff: { type: 'exponential', delay: 2000, jitter: 0.5 } },
 };
 
 const RETENTION: JobsOptions = {
@@ -71,6 +75,20 @@ export class JobQueues {
 
   async enqueueReceipt(eventDigest: string, job: ReceiptJob): Promise<void> {
     await this.queue(QUEUES.receipts).add(JOB_NAMES.receipt, job, { jobId: jobIds.receipt(eventDigest) });
+  }
+
+  /** Queues one callback; the job id names the event, so the same event is queued once. */
+  async enqueueCallback(jobId: string, job: CallbackJob): Promise<void> {
+    await this.queue(QUEUES.callbacks).add(JOB_NAMES.callback, job, { jobId });
+  }
+
+  /** Ends the verification at its expiry if nothing else did (approval, cancel, a late check). */
+  async scheduleExpiry(verificationId: string, delayMs: number): Promise<void> {
+    await this.queue(QUEUES.verificationExpiry).add(
+      JOB_NAMES.verificationExpiry,
+      { verificationId },
+      { jobId: jobIds.verificationExpiry(verificationId), delay: Math.max(0, delayMs) },
+    );
   }
 
   async close(): Promise<void> {

@@ -1,4 +1,4 @@
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 /**
  * The process's Prometheus metrics. Label values come only from fixed sets (channel, provider,
@@ -18,6 +18,10 @@ export interface Metrics {
   jobsSkipped: Counter<'queue' | 'reason'>;
   guardRefusals: Counter<'tenant' | 'rule' | 'mode'>;
   quarantines: Counter<'tenant' | 'dimension' | 'mode'>;
+  queueJobs: Gauge<'queue' | 'state'>;
+  queueOldestReady: Gauge<'queue'>;
+  watchdogAlarms: Counter<'queue'>;
+  callbacks: Counter<'type' | 'result'>;
   providerCallDuration: Histogram<'provider' | 'channel' | 'result'>;
   deliveryLatency: Histogram<'channel' | 'country'>;
   timeToVerify: Histogram<'channel' | 'purpose'>;
@@ -107,6 +111,30 @@ export function createMetrics(options: { role: string; collectDefaults?: boolean
       name: 'kurir_pumping_quarantines_total',
       help: 'Number prefixes or countries the pumping guard quarantined (or would have, in shadow mode).',
       labelNames: ['tenant', 'dimension', 'mode'],
+      registers,
+    }),
+    queueJobs: new Gauge({
+      name: 'kurir_queue_jobs',
+      help: 'Jobs per queue and state, sampled by the scheduler.',
+      labelNames: ['queue', 'state'],
+      registers,
+    }),
+    queueOldestReady: new Gauge({
+      name: 'kurir_queue_oldest_ready_seconds',
+      help: 'Age of the oldest job that is ready to run but not picked up, per queue.',
+      labelNames: ['queue'],
+      registers,
+    }),
+    watchdogAlarms: new Counter({
+      name: 'kurir_watchdog_alarms_total',
+      help: 'Times the watchdog found jobs waiting with nothing processing them.',
+      labelNames: ['queue'],
+      registers,
+    }),
+    callbacks: new Counter({
+      name: 'kurir_callbacks_total',
+      help: 'Tenant callback attempts by event type and result (delivered, gone, rejected, retry, timeout, network, refused_url, unknown_tenant).',
+      labelNames: ['type', 'result'],
       registers,
     }),
     providerCallDuration: new Histogram({

@@ -1,4 +1,3 @@
-import { Redis } from 'ioredis';
 import type { Config } from '../config/env.js';
 import { loadPolicy, type Policy } from '../config/policy.js';
 import { JobQueues } from '../jobs/queues.js';
@@ -14,7 +13,8 @@ import { SendLimiter } from '../security/rate-limiter.js';
 import { SendGate } from '../security/send-gate.js';
 import { createKeySpace, type KeySpace } from '../store/keys.js';
 import { watchRedisSettings } from './redis-checks.js';
-import { VerificationStore } from '../store/verification.store.js';
+import { createRedisConnection } from '../store/redis-connection.js';
+import { VerificationStore, type RedisClient } from '../store/verification.store.js';
 
 /**
  * What every role shares, built once by a process's composition root (its main.ts). Nothing
@@ -27,9 +27,9 @@ export interface Services {
   metrics: Metrics;
   keys: KeySpace;
   /** Command connection: store scripts and queue producers. Fails fast when Redis is away. */
-  redis: Redis;
+  redis: RedisClient;
   /** Connection template for BullMQ workers (they need `maxRetriesPerRequest: null` and reconnect forever). */
-  workerRedis: Redis;
+  workerRedis: RedisClient;
   store: VerificationStore;
   queues: JobQueues;
   gate: SendGate;
@@ -50,17 +50,8 @@ export function createServices(
   const policy = loadPolicy(config.policyFile);
   const metrics = createMetrics({ role: options.role });
   const keys = createKeySpace(config.redis.keyPrefix);
-  const redis = new Redis(config.redis.url, {
-    maxRetriesPerRequest: 1,
-    connectTimeout: 2000,
-    lazyConnect: false,
-    connectionName: `kurir-${options.role}`,
-  });
-  const workerRedis = new Redis(config.redis.url, {
-    maxRetriesPerRequest: null,
-    lazyConnect: true,
-    connectionName: `kurir-${options.role}-worker`,
-  });
+  const redis = createRedisConnection(config.redis.topology, 'commands', `kurir-${options.role}`);
+  const workerRedis = createRedisConnection(config.redis.topology, 'workers', `kurir-${options.role}-worker`);
   redis.on('error', (error: Error) => logger.warn({ err: { message: error.message } }, 'redis connection error'));
   watchRedisSettings(redis, {
     production: config.production,

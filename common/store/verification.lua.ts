@@ -266,3 +266,37 @@ if v[2] ~= 'pending' or now >= tonumber(v[3]) then return { 'not_pending', v[2] 
 finish('canceled', now, retention)
 return { 'canceled' }
 `);
+
+/**
+ * expire: ARGV = now, retentionMs. The verification-expiry job: ends a verification that is still
+ * pending once its time is up (drops the sealed code then, not at the record's TTL).
+ * → {'expired', tenant, purpose} | {'not_pending', status} | {'not_due', msLeft} | {'missing'}
+ */
+export const EXPIRE = script(`
+local now, retention = tonumber(ARGV[1]), ARGV[2]
+local v = redis.call('HMGET', KEY, 'status', 'expiresAt', 'tenant', 'purpose')
+if not v[1] then return { 'missing' } end
+if v[1] ~= 'pending' then return { 'not_pending', v[1] } end
+local expiresAt = tonumber(v[2])
+if now < expiresAt then return { 'not_due', expiresAt - now } end
+finish('expired', now, retention)
+return { 'expired', v[3], v[4] }
+`);
+
+/**
+ * claim_event: ARGV = field, owner. Claims a once-per-verification callback event (e.g. the first
+ * delivered receipt) for `owner`, the job that noticed it. The same owner may claim again (its
+ * retry must be able to queue what a crash left unqueued); anyone else finds it taken. Nothing is
+ * claimed for a verification without a callback URL.
+ * → {'claimed'} | {'taken'} | {'none'}
+ */
+export const CLAIM_EVENT = script(`
+local field, owner = ARGV[1], ARGV[2]
+if redis.call('HEXISTS', KEY, 'cb') == 0 then return { 'none' } end
+local current = redis.call('HGET', KEY, field)
+if not current then
+  redis.call('HSET', KEY, field, owner)
+  return { 'claimed' }
+end
+return { current == owner and 'claimed' or 'taken' }
+`);

@@ -47,7 +47,18 @@ export interface NewVerification {
    * sent and never approved (its code went nowhere).
    */
   decoy?: boolean;
+  /** Where the tenant wants this verification's events posted (validated by the API). */
+  callbackUrl?: string | undefined;
 }
+
+/** A verification as stored: the domain object plus the tenant's callback URL, when one was given. */
+export type StoredVerification = Verification & { callbackUrl?: string };
+
+export type ExpireResult =
+  | { kind: 'expired'; tenant: string; purpose: string }
+  | { kind: 'not_pending'; status: string }
+  | { kind: 'not_due'; msLeft: number }
+  | { kind: 'missing' };
 
 export type CreateResult = { created: true } | { created: false; fingerprint: string };
 
@@ -116,6 +127,8 @@ const SCRIPTS = {
   kurirReceipt: lua.RECEIPT,
   kurirResend: lua.RESEND,
   kurirCancel: lua.CANCEL,
+  kurirExpire: lua.EXPIRE,
+  kurirClaimEvent: lua.CLAIM_EVENT,
 } as const;
 type ScriptName = keyof typeof SCRIPTS;
 type ScriptRunner = (key: string, ...args: (string | number)[]) => Promise<Reply>;
@@ -167,7 +180,7 @@ function oneOf<T extends string>(allowed: readonly T[], value: string | undefine
 }
 
 /** Rebuilds the domain object from the hash fields (see verification.lua.ts for the layout). */
-export function decodeVerification(fields: Record<string, string>): Verification | undefined {
+export function decodeVerification(fields: Record<string, string>): StoredVerification | undefined {
   if (fields.id === undefined) return undefined;
   const locale = fields.locale;
   const deliveries: Delivery[] = [];
@@ -212,6 +225,7 @@ export function decodeVerification(fields: Record<string, string>): Verification
     endedAt: optionalNumber(fields.endedAt),
     lastSendAt: Number(fields.lastSendAt ?? 0),
     deliveries,
+    ...(fields.cb === undefined || fields.cb === '' ? {} : { callbackUrl: fields.cb }),
   };
 }
 
@@ -253,6 +267,7 @@ export class VerificationStore {
       'fingerprint', record.fingerprint,
       'dmac', record.destinationMac,
       ...(record.decoy === true ? ['decoy', 1] : []),
+      ...(record.callbackUrl === undefined ? [] : ['cb', record.callbackUrl]),
       'sends', 1,
       'd1:ch', record.firstChannel,
       'd1:st', 'queued',
@@ -270,7 +285,7 @@ export class VerificationStore {
     return tenant === null || tenant === undefined ? undefined : { tenant, destinationMac: destinationMac ?? '' };
   }
 
-  async get(id: string): Promise<Verification | undefined> {
+  async get(id: string): Promise<StoredVerification | undefined> {
     return decodeVerification(await this.redis.hgetall(this.keys.verification(id)));
   }
 
@@ -392,6 +407,35 @@ export class VerificationStore {
     const kind = str(reply[0]);
     if (kind === 'canceled' || kind === 'not_found') return { kind };
     return { kind: 'not_pending', status: str(reply[1]) };
+  }
+
+  /** Ends a verification still pending at its expiry (the verification-expiry job). */
+  async expire(id: string, now: number): Promise<ExpireResult> {
+    const reply = await this.scripts.kurirExpire(this.keys.verification(id), now, this.retentionMs);
+    const kind = str(reply[0]);
+    switch (kind) {
+      case 'expired':
+        return { kind, tenant: str(reply[1]), purpose: str(reply[2]) };
+      case 'not_pending':
+        return { kind, status: str(reply[1]) };
+      case 'not_due':
+        return { kind, msLeft: num(reply[1]) };
+      case 'missing':
+        return { kind };
+      default:
+        throw new Error(`store: unexpected expire reply "${kind}"`);
+    }
+  }
+
+  /**
+   * Claims a once-per-verification event field (`cbDelivered`) for `owner`; see CLAIM_EVENT.
+   * `none` when the verification has no callback URL (or is gone).
+   */
+  async claimEvent(id: string, field: string, owner: string): Promise<'claimed' | 'taken' | 'none'> {
+    const reply = await this.scripts.kurirClaimEvent(this.keys.verification(id), field, owner);
+    const kind = str(reply[0]);
+    if (kind === 'claimed' || kind === 'taken' || kind === 'none') return kind;
+    throw new Error(`store: unexpected claim reply "${kind}"`);
   }
 
   /** Deletes a record whose first job could not be queued, so no half-created verification remains. */

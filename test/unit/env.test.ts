@@ -183,7 +183,7 @@ describe('loadConfig: WORKER_QUEUES', () => {
   });
 
   test('unset means every queue', () => {
-    assert.deepEqual(loadConfig({}).worker.queues, ['send-whatsapp', 'send-sms', 'send-email', 'receipts']);
+    assert.deepEqual(loadConfig({}).worker.queues, ['send-whatsapp', 'send-sms', 'send-email', 'receipts', 'callbacks']);
   });
 
   test('an unknown queue is refused by name', () => {

@@ -11,6 +11,7 @@ test('the documented example policy parses and equals the built-in defaults wher
   assert.deepEqual(policy.routing.whatsappFirstCountries, DEFAULT_POLICY.routing.whatsappFirstCountries);
   assert.deepEqual(policy.templates, DEFAULT_POLICY.templates);
   assert.deepEqual(policy.security, DEFAULT_POLICY.security);
+  assert.deepEqual(policy.throughput, DEFAULT_POLICY.throughput);
   // The example shows a subset of the locale table; the rest still comes from the defaults.
   assert.equal(policy.locales.byCountry.AR, 'es');
 });
