@@ -83,7 +83,7 @@ function fromBodyParser(error: BodyParserError): KurirError | undefined {
 
 function isRedisUnavailable(error: unknown): boolean {
   const message = error instanceof Error ? error.message : '';
-  return /Connection is closed|enableOfflineQueue|ECONNREFUSED|Stream isn't writeable|max retries|ETIMEDOUT|MaxRetriesPerRequest|Command timed out|CLUSTERDOWN|LOADING/i.test(message);
+  return /Connection is closed|enableOfflineQueue|ECONNREFUSED|Stream isn't writeable|max retries|ETIMEDOUT|MaxRetriesPerRequest|Command timed out|CLUSTERDOWN|LOADING|Too many Cluster redirections|None of startup nodes is available|Failed to refresh slots cache|TRYAGAIN/i.test(message);
 }
 
 export function sendProblem(res: import('express').Response, error: KurirError): void {

@@ -21,8 +21,12 @@ export interface WebhookDeps {
   now: () => number;
 }
 
-/** How long an accepted event id is remembered; YCloud stops retrying after about 6 hours. */
-const EVENT_DEDUPE_SECONDS = 3 * 24 * 3600;
+/**
+ * How long an accepted event id is remembered. YCloud's retries end about 6 hours after the
+ * first attempt (10 s, 30 s, 5 min, 30 min, 1 h, 2 h, 2 h); a day covers that with margin at a
+ * fraction of the memory a longer window costs (~150 B per event).
+ */
+const EVENT_DEDUPE_SECONDS = 24 * 3600;
 
 /**
  * YCloud webhook receiver: signature over the raw bytes first (nothing is parsed or stored for

@@ -145,6 +145,9 @@ function redisTopology(e: z.infer<typeof envSchema>): RedisTopology {
     const db = Number(new URL(e.REDIS_URL).pathname.slice(1) || 0);
     return { kind: 'sentinel', sentinels, name: e.REDIS_SENTINEL_NAME, password: e.REDIS_PASSWORD, db: Number.isInteger(db) ? db : 0 };
   }
+  if (e.REDIS_PASSWORD !== undefined) {
+    throw new ConfigError('REDIS_PASSWORD: only for Sentinel or Cluster; for a single node put it in REDIS_URL (redis://:password@host:6379)');
+  }
   return { kind: 'single', url: e.REDIS_URL };
 }
 

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { Cluster, type Redis } from 'ioredis';
 import type { RedisClient } from '../store/verification.store.js';
 
 export interface RedisSettingsReport {
@@ -20,6 +21,16 @@ function infoField(info: string, name: string): string | undefined {
  * which is reported but not treated as unsafe.
  */
 export async function inspectRedis(redis: RedisClient): Promise<RedisSettingsReport> {
+  // On a Cluster every primary holds part of the data: one evicting node is enough to lose some.
+  if (redis instanceof Cluster) {
+    const reports = await Promise.all(redis.nodes('master').map((node) => inspectNode(node)));
+    const unsafe = reports.find((report) => !report.safe);
+    return unsafe ?? reports[0] ?? { maxmemoryPolicy: undefined, aofEnabled: undefined, safe: true };
+  }
+  return inspectNode(redis);
+}
+
+async function inspectNode(redis: Redis): Promise<RedisSettingsReport> {
   let policy: string | undefined;
   try {
     const reply = (await redis.config('GET', 'maxmemory-policy')) as unknown;
