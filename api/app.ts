@@ -11,6 +11,8 @@ import { IDEMPOTENCY_KEY } from './schemas.js';
 import { createAdminRouter, type AdminDeps } from './admin.js';
 import { createVerification } from './create-verification.js';
 import { getLimits } from './limits.handler.js';
+import { QUEUE_DASHBOARD_PATH, createQueueDashboard } from './queue-dashboard.js';
+import { getStats } from './stats.handler.js';
 import {
   cancelVerification,
   checkVerification,
@@ -171,8 +173,11 @@ export function createApp(deps: ApiDeps): express.Express {
     route((req, res) => resendVerification({ id: param(req), body: req.body, caller: caller(res) }, deps.verifications)),
   );
   v1.get('/limits', route((req, res) => getLimits({ query: { ...req.query }, caller: caller(res) }, deps.verifications)));
+  v1.get('/stats', route((req, res) => getStats({ query: { ...req.query }, caller: caller(res) }, deps.verifications)));
   v1.post('/verifications/:id/cancel', route((req, res) => cancelVerification({ id: param(req), caller: caller(res) }, deps.verifications)));
   app.use('/v1', v1);
+  // Before the /admin router: the dashboard also accepts the token as a Basic password (browsers).
+  app.use(QUEUE_DASHBOARD_PATH, ...createQueueDashboard({ adminToken: deps.admin.adminToken, queues: deps.verifications.queues }));
   app.use('/admin', createAdminRouter(deps.admin));
 
   app.use((_req, _res, next) => {

@@ -9,6 +9,7 @@ import { resolveLocale } from '../common/messages/messages.js';
 import { maskDestination } from '../common/observability/mask.js';
 import { countryLabel } from '../common/observability/metrics.js';
 import type { Refusal } from '../common/security/send-gate.js';
+import { recordCreated } from '../common/stats/stats-recorder.js';
 import { refusalError } from './refusals.js';
 import type { NewVerification } from '../common/store/verification.store.js';
 import { createVerificationSchema, type CreateVerificationRequest } from './schemas.js';
@@ -256,6 +257,7 @@ export async function createVerification(
   await scheduleExpiry(id, draft.now + draft.ttlSeconds * 1000 - deps.now(), deps);
 
   deps.metrics.verificationsCreated.inc({ tenant, purpose: request.purpose, channel: firstChannel, country: countryLabel(destination.country) });
+  await recordCreated(deps, { tenant, country: countryLabel(destination.country), channel: firstChannel });
   deps.logger.info(
     { verificationId: id, tenant, purpose: request.purpose, plan: draft.plan, locale: draft.locale, destination: maskDestination(destination.value), requestId: input.caller.requestId },
     'verification created',

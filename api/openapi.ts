@@ -349,6 +349,69 @@ function componentSchemas(): Record<string, SchemaObject> {
       },
     },
     ...callbackEventSchemas(),
+    StatsSummary: {
+      type: 'object',
+      description:
+        'The calling tenant\'s delivery funnel over a window, from the per-minute counters Kurir keeps in Redis for 8 days. ' +
+        'Rates are `null` when their denominator is 0, percentiles when there is no sample. With `channel`, `created` counts by the ' +
+        'first channel of the plan, `sent`/`delivered`/cost by the message\'s channel, `fallbacks` by the channel fallen back from, ' +
+        '`approved`/`expired`/`maxAttempts` by the channel of the latest delivery (so the conversion of a fallback channel can exceed 1).',
+      required: ['from', 'to', 'filters', 'created', 'approved', 'expired', 'maxAttempts', 'conversion', 'deliveries', 'fallbacks', 'timeToDeliver', 'timeToVerify', 'cost'],
+      properties: {
+        from: { ...dateTime, description: 'Start of the window, widened to a whole minute (inclusive).' },
+        to: { ...dateTime, description: 'End of the window, widened to a whole minute (exclusive).' },
+        filters: {
+          type: 'object',
+          required: ['country', 'channel'],
+          properties: {
+            country: { type: ['string', 'null'], pattern: '^[A-Z]{2}$', description: 'ISO 3166-1 alpha-2; `ZZ` is email and unknown.' },
+            channel: { anyOf: [schemaRef('Channel'), { type: 'null' }] },
+          },
+        },
+        created: { type: 'integer', minimum: 0, description: 'Verifications created (refused and silently refused creates are not).' },
+        approved: { type: 'integer', minimum: 0 },
+        expired: { type: 'integer', minimum: 0 },
+        maxAttempts: { type: 'integer', minimum: 0, description: 'Verifications ended by too many wrong codes.' },
+        conversion: { type: ['number', 'null'], minimum: 0, description: '`approved / created`.' },
+        deliveries: {
+          type: 'object',
+          required: ['sent', 'delivered', 'deliveryRate'],
+          properties: {
+            sent: { type: 'integer', minimum: 0, description: 'Messages the provider accepted (fallbacks and resends included).' },
+            delivered: { type: 'integer', minimum: 0, description: 'Messages that reached delivered or read (once each).' },
+            deliveryRate: { type: ['number', 'null'], minimum: 0, description: '`delivered / sent`.' },
+          },
+        },
+        fallbacks: {
+          type: 'object',
+          required: ['count', 'rate'],
+          properties: {
+            count: { type: 'integer', minimum: 0, description: 'Fallbacks to the next channel (failed, timeout, rejected).' },
+            rate: { type: ['number', 'null'], minimum: 0, description: '`count / created`.' },
+          },
+        },
+        timeToDeliver: schemaRef('StatsPercentiles'),
+        timeToVerify: schemaRef('StatsPercentiles'),
+        cost: {
+          type: 'object',
+          description: 'Estimated from the policy\'s price table: WhatsApp when delivered, SMS per segment and email when sent.',
+          required: ['total', 'currency', 'perApproved'],
+          properties: {
+            total: { type: 'number', minimum: 0 },
+            currency: { type: 'string', pattern: '^[A-Z]{3}$', examples: ['USD'] },
+            perApproved: { type: ['number', 'null'], minimum: 0, description: '`total / approved`, to the micro-unit.' },
+          },
+        },
+      },
+    },
+    StatsPercentiles: {
+      type: 'object',
+      description:
+        'Median and 95th percentile in seconds, interpolated within fixed histogram buckets (the same as the Prometheus histograms), ' +
+        'so their resolution is the bucket width. Time to deliver: provider acceptance → delivered receipt; time to verify: create → approval.',
+      required: ['p50', 'p95'],
+      properties: { p50: { type: ['number', 'null'], minimum: 0 }, p95: { type: ['number', 'null'], minimum: 0 } },
+    },
     HealthStatus: { type: 'object', required: ['status'], properties: { status: { type: 'string', const: 'ok' } } },
     ReadyStatus: { type: 'object', required: ['status'], properties: { status: { type: 'string', const: 'ready' } } },
     LimitStatus: {
@@ -845,6 +908,41 @@ function paths(): Record<string, PathItemObject> {
         }),
       },
     },
+    '/v1/stats': {
+      get: {
+        operationId: 'getStats',
+        summary: 'Delivery, fallback and conversion rates, latency percentiles and cost',
+        description:
+          'The calling tenant\'s numbers over `[from, to)` (default: the last hour; at most 7 days), widened to whole minutes, optionally ' +
+          'for one destination country and one channel. Computed from counters Kurir keeps in Redis, not from Prometheus.',
+        tags: ['stats'],
+        security: BEARER_SECURITY,
+        parameters: [
+          { name: 'from', in: 'query', required: false, description: 'ISO 8601 timestamp with offset; default `to` − 1 hour.', schema: dateTime, example: '2025-01-01T10:00:00Z' },
+          { name: 'to', in: 'query', required: false, description: 'ISO 8601 timestamp with offset; default now.', schema: dateTime, example: '2025-01-01T11:00:00Z' },
+          {
+            name: 'country',
+            in: 'query',
+            required: false,
+            description: 'ISO 3166-1 alpha-2 of the destination (`ZZ`: email addresses and unknown).',
+            schema: { type: 'string', pattern: '^[A-Za-z]{2}$' },
+            example: 'ID',
+          },
+          { name: 'channel', in: 'query', required: false, schema: schemaRef('Channel') },
+          ...COMMON_PARAMETERS,
+        ],
+        responses: sortResponses({
+          '200': jsonResponse('The numbers of the window.', schemaRef('StatsSummary')),
+          '400': problemResponse(
+            400,
+            ['validation_failed'],
+            'A timestamp is not ISO 8601, `from` is not before `to`, the window is longer than 7 days, `country` or `channel` is not one, ' +
+              'or an unknown query parameter was sent.',
+          ),
+          ...v1Problems({ body: false }),
+        }),
+      },
+    },
     '/v1/webhooks/ycloud': {
       post: {
         operationId: 'receiveYCloudWebhook',
@@ -945,6 +1043,7 @@ export function buildOpenApiDocument(options: { serverUrl?: string } = {}): Open
     tags: [
       { name: 'verifications', description: 'Create, inspect, check, resend and cancel verifications.' },
       { name: 'limits', description: 'The send limits, lockout and budgets that apply to a destination.' },
+      { name: 'stats', description: 'Delivery funnel, latency and cost of the calling tenant.' },
       { name: 'webhooks', description: 'Provider receipts.' },
       { name: 'operations', description: 'Health, readiness, metrics and this document.' },
       { name: 'callbacks', description: 'Signed events Kurir posts to a verification\'s `callbackUrl`.' },

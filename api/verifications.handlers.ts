@@ -6,11 +6,12 @@ import { parseDestination } from '../common/domain/destination.js';
 import { effectiveStatus, type Verification } from '../common/domain/verification.js';
 import { KurirError } from '../common/errors.js';
 import type { JobQueues } from '../common/jobs/queues.js';
-import type { Metrics } from '../common/observability/metrics.js';
+import { countryLabel, type Metrics } from '../common/observability/metrics.js';
 import type { CodeVault } from '../common/security/code-vault.js';
 import type { DestinationLockout } from '../common/security/lockout.js';
 import type { GuardQuarantine } from '../common/security/pumping-guard.js';
 import type { SendGate } from '../common/security/send-gate.js';
+import { recordEnded } from '../common/stats/stats-recorder.js';
 import type { KeySpace } from '../common/store/keys.js';
 import type { CheckStatus, RedisClient, VerificationStore } from '../common/store/verification.store.js';
 import { refusalError } from './refusals.js';
@@ -159,9 +160,17 @@ async function recordEnd(id: string, status: string, now: number, deps: Verifica
   const verification = await deps.store.get(id);
   if (verification === undefined) return;
   deps.metrics.verificationsEnded.inc({ tenant: verification.tenant, purpose: verification.purpose, status });
+  const channel = verification.deliveries.at(-1)?.channel ?? 'sms';
+  const timeToVerifySeconds = (now - verification.createdAt) / 1000;
+  await recordEnded(deps, {
+    tenant: verification.tenant,
+    country: countryLabel(verification.country),
+    channel,
+    status,
+    timeToVerifySeconds: status === 'approved' ? timeToVerifySeconds : undefined,
+  });
   if (status === 'approved') {
-    const channel = verification.deliveries.at(-1)?.channel ?? 'sms';
-    deps.metrics.timeToVerify.observe({ channel, purpose: verification.purpose }, (now - verification.createdAt) / 1000);
+    deps.metrics.timeToVerify.observe({ channel, purpose: verification.purpose }, timeToVerifySeconds);
     const destination = parseDestination(verification.to);
     if (typeof destination !== 'string') {
       const security = tenantPolicy(deps.policy, verification.tenant).security;

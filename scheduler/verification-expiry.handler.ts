@@ -3,14 +3,19 @@ import type { Logger } from 'pino';
 import { VerificationEvents } from '../common/callbacks/verification-events.js';
 import { verificationExpiryJobSchema } from '../common/jobs/catalogue.js';
 import type { JobQueues } from '../common/jobs/queues.js';
-import type { Metrics } from '../common/observability/metrics.js';
-import type { VerificationStore } from '../common/store/verification.store.js';
+import { countryLabel, type Metrics } from '../common/observability/metrics.js';
+import { recordEnded } from '../common/stats/stats-recorder.js';
+import type { KeySpace } from '../common/store/keys.js';
+import type { RedisClient, VerificationStore } from '../common/store/verification.store.js';
 
 export interface VerificationExpiryDeps {
   store: VerificationStore;
   queues: JobQueues;
   metrics: Metrics;
   logger: Logger;
+  /** For the `/v1/stats` counters. */
+  redis: RedisClient;
+  keys: KeySpace;
   now: () => number;
 }
 
@@ -45,6 +50,15 @@ export async function handleVerificationExpiry(job: Job, deps: VerificationExpir
   deps.metrics.verificationsEnded.inc({ tenant: result.tenant, purpose: result.purpose, status: 'expired' });
   deps.logger.info({ verificationId, status: 'expired', tenant: result.tenant, jobId: job.id }, 'verification ended');
   const verification = await deps.store.get(verificationId);
-  if (verification !== undefined) await new VerificationEvents(deps).ended(verification, 'expired');
+  if (verification !== undefined) {
+    await recordEnded(deps, {
+      tenant: verification.tenant,
+      country: countryLabel(verification.country),
+      channel: verification.deliveries.at(-1)?.channel ?? 'sms',
+      status: 'expired',
+      timeToVerifySeconds: undefined,
+    });
+    await new VerificationEvents(deps).ended(verification, 'expired');
+  }
   return { outcome: 'expired' };
 }

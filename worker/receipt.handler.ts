@@ -4,14 +4,21 @@ import { VerificationEvents } from '../common/callbacks/verification-events.js';
 import { dispatchFallback } from '../common/delivery/fallback.js';
 import { receiptJobSchema } from '../common/jobs/catalogue.js';
 import type { JobQueues } from '../common/jobs/queues.js';
+import type { Policy } from '../common/config/policy.js';
 import { countryLabel, type Metrics } from '../common/observability/metrics.js';
-import { parseExternalId, type VerificationStore } from '../common/store/verification.store.js';
+import { claimFirstDelivered, recordDelivered } from '../common/stats/stats-recorder.js';
+import type { KeySpace } from '../common/store/keys.js';
+import { parseExternalId, type RedisClient, type VerificationStore } from '../common/store/verification.store.js';
 
 export interface ReceiptDeps {
   store: VerificationStore;
   queues: JobQueues;
   metrics: Metrics;
   logger: Logger;
+  /** Stats and cost: the price table, and Redis for the per-minute counters. */
+  policy: Policy;
+  redis: RedisClient;
+  keys: KeySpace;
   now: () => number;
 }
 
@@ -69,7 +76,7 @@ export async function handleReceipt(job: Job, deps: ReceiptDeps): Promise<Receip
       // A timer that is already running re-checks the state and does nothing; losing this race is fine.
       log.debug({ err: error }, 'delivery timeout could not be removed');
     });
-    await observeDeliveryLatency(id, delivery, receipt.channel, deps);
+    await onDelivered(id, delivery, deps);
   }
   log.info({ status: result.status, fallback: result.fallback?.kind }, 'receipt applied');
   return {
@@ -80,10 +87,18 @@ export async function handleReceipt(job: Job, deps: ReceiptDeps): Promise<Receip
   };
 }
 
-async function observeDeliveryLatency(id: string, n: number, channel: string, deps: ReceiptDeps): Promise<void> {
+/**
+ * The first delivered/read state of a delivery: its latency, the WhatsApp charge and the stats.
+ * A delivered → read change lands here too, so a claim keeps all of them to once per delivery.
+ */
+async function onDelivered(id: string, n: number, deps: ReceiptDeps): Promise<void> {
+  if (!(await claimFirstDelivered(deps, id, n))) return;
   const verification = await deps.store.get(id);
   const delivery = verification?.deliveries.find((candidate) => candidate.n === n);
-  if (verification === undefined || delivery?.sentAt === undefined || delivery.deliveredAt === undefined) return;
-  const seconds = Math.max(0, (delivery.deliveredAt - delivery.sentAt) / 1000);
-  deps.metrics.deliveryLatency.observe({ channel, country: countryLabel(verification.country) }, seconds);
+  if (verification === undefined || delivery === undefined) return;
+  const country = countryLabel(verification.country);
+  const latencySeconds =
+    delivery.sentAt === undefined || delivery.deliveredAt === undefined ? undefined : Math.max(0, (delivery.deliveredAt - delivery.sentAt) / 1000);
+  if (latencySeconds !== undefined) deps.metrics.deliveryLatency.observe({ channel: delivery.channel, country }, latencySeconds);
+  await recordDelivered(deps, { tenant: verification.tenant, country, channel: delivery.channel, latencySeconds });
 }

@@ -12,6 +12,7 @@ import { ProviderError, type MessagingProvider } from '../common/providers/provi
 import type { DailyBudget } from '../common/security/budget.js';
 import type { CodeVault } from '../common/security/code-vault.js';
 import type { KeySpace } from '../common/store/keys.js';
+import { destinationCountry, recordSent } from '../common/stats/stats-recorder.js';
 import { externalIdFor, type RedisClient, type VerificationStore } from '../common/store/verification.store.js';
 import { composeMessage } from './compose-message.js';
 
@@ -29,6 +30,12 @@ export interface SendDeps {
   now: () => number;
 }
 
+/**
+ * A backlogged send whose code has less than this left is dropped (counted as stale) rather than
+ * delivered: the user could not type it in time, and it would arrive after a newer one.
+ */
+export const MIN_CODE_LIFETIME_MS = 10_000;
+
 export type SendOutcome =
   | { outcome: 'sent'; providerMessageId: string; timeoutArmed: boolean }
   | { outcome: 'skipped'; reason: string };
@@ -43,7 +50,7 @@ export async function handleSend(job: Job, deps: SendDeps): Promise<SendOutcome>
   const data = sendJobSchema.parse(job.data);
   const { verificationId, delivery } = data;
   const token = `${job.id ?? ''}#${job.attemptsStarted}`;
-  const begin = await deps.store.beginSend(verificationId, delivery, deps.now(), token);
+  const begin = await deps.store.beginSend(verificationId, delivery, deps.now(), token, MIN_CODE_LIFETIME_MS);
   if (begin.kind !== 'go') {
     const reason = begin.kind === 'missing' ? 'missing' : begin.kind === 'stale' ? `verification_${begin.status}` : 'already_sent';
     deps.metrics.jobsSkipped.inc({ queue: job.queueName, reason: begin.kind });
@@ -88,6 +95,7 @@ export async function handleSend(job: Job, deps: SendDeps): Promise<SendOutcome>
     (performance.now() - started) / 1000,
   );
   deps.metrics.messagesSent.inc({ channel: context.channel, provider: deps.provider.name, result: 'accepted' });
+  await recordSent(deps, { tenant: context.tenant, country: destinationCountry(context.to), message });
 
   const recorded = await deps.store.markSent(verificationId, delivery, {
     provider: deps.provider.name,

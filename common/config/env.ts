@@ -15,6 +15,13 @@ const DEV_API_KEYS = 'demo=kurir_demo_key_123456';
 const SIM_API_KEY = 'sim_ycloud_api_key';
 const SIM_WEBHOOK_SECRET = 'whsec_kurir_simulator_secret';
 
+/**
+ * `/metrics` port of the worker and scheduler processes (the API serves it on its own port).
+ * One default for both: in containers each process has its own address; on one host, give each
+ * process its own `METRICS_PORT`.
+ */
+export const DEFAULT_METRICS_PORT = 9464;
+
 /** A blank variable counts as unset everywhere, numbers included (`PORT=` must not mean port 0). */
 const blankAsUnset = (value: unknown) => (typeof value === 'string' && value.trim() === '' ? undefined : value);
 const integer = (min: number, max: number) => z.preprocess(blankAsUnset, z.coerce.number().int().min(min).max(max).optional());
@@ -55,6 +62,7 @@ const envSchema = z.object({
   LOG_FORMAT: z.enum(['json', 'pretty']).optional(),
   WORKER_QUEUES: optionalString,
   WORKER_CONCURRENCY: integer(1, 1000).transform((v) => v ?? 20),
+  METRICS_PORT: port.transform((v) => v ?? DEFAULT_METRICS_PORT),
   SIMULATOR_PORT: port.transform((v) => v ?? 4010),
   SIMULATOR_WEBHOOK_URL: optionalString,
   SIMULATOR_RECEIPT_DELAY_MS: integer(0, 60_000).transform((v) => v ?? 150),
@@ -88,6 +96,8 @@ export interface Config {
   retentionSeconds: number;
   log: { level: string; pretty: boolean };
   worker: { queues: readonly QueueRole[]; concurrency: number };
+  /** Worker and scheduler processes serve `GET /metrics` on this port; 0 = not at all. */
+  metrics: { port: number };
   simulator: { port: number; webhookUrl: string; receiptDelayMs: number; slowReceiptMs: number };
   /** Settings that fell back to development defaults; the process logs them as a warning. */
   developmentDefaults: string[];
@@ -231,6 +241,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     retentionSeconds: e.KURIR_RECORD_RETENTION_SECONDS,
     log: { level: e.LOG_LEVEL, pretty: e.LOG_FORMAT === undefined ? !production && process.stdout.isTTY === true : e.LOG_FORMAT === 'pretty' },
     worker: { queues: parseQueues(e.WORKER_QUEUES), concurrency: e.WORKER_CONCURRENCY },
+    metrics: { port: e.METRICS_PORT },
     simulator: {
       port: e.SIMULATOR_PORT,
       webhookUrl: e.SIMULATOR_WEBHOOK_URL ?? `${publicUrl.replace(/\/+$/, '')}/v1/webhooks/ycloud`,

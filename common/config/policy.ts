@@ -41,6 +41,10 @@ const tenantSchema = z.strictObject({
   security: z.record(z.string(), z.unknown()).optional(),
 });
 
+/** Price of one billable unit (a WhatsApp authentication message, an SMS segment, an email), in `prices.currency`. */
+const price = z.number().min(0).max(100);
+const channelPrices = z.strictObject({ default: price, byCountry: z.record(country, price).default({}) });
+
 const policySchema = z.strictObject({
   brand: z.string().min(1).max(40),
   code: z.strictObject({ length: z.number().int().min(4).max(10), maxAttempts: z.number().int().min(1).max(20) }),
@@ -66,6 +70,16 @@ const policySchema = z.strictObject({
     email: z.number().int().min(1).max(100_000),
   }),
   security: securitySchema,
+  /**
+   * Estimated cost per billable unit, for `kurir_cost_total` and `/v1/stats`: WhatsApp
+   * authentication is charged when delivered, SMS per segment and email per message when sent.
+   */
+  prices: z.strictObject({
+    currency: z.string().regex(/^[A-Z]{3}$/, 'ISO 4217, upper case'),
+    whatsapp: channelPrices,
+    sms: channelPrices,
+    email: channelPrices,
+  }),
   tenants: z.record(z.string(), tenantSchema),
 });
 
@@ -130,6 +144,28 @@ export const DEFAULT_POLICY: Policy = {
   // WhatsApp: Meta's default 80 messages/s per business number; raise it after Meta's upgrade.
   throughput: { whatsapp: 80, sms: 100, email: 50 },
   security: DEFAULT_SECURITY,
+  // PLACEHOLDERS, not a quote: plausible list prices in USD for WhatsApp authentication
+  // templates and one SMS segment, so cost graphs show something out of the box. Replace them
+  // with the rates of your own contract (provider markup, volume tiers, currency).
+  // WhatsApp countries not listed cost `default`: list every country you route to WhatsApp.
+  prices: {
+    currency: 'USD',
+    whatsapp: {
+      default: 0.0,
+      byCountry: {
+        ID: 0.03, IN: 0.0014, BR: 0.0315, CO: 0.0077, MX: 0.024, AR: 0.0367, ZA: 0.0076, NG: 0.0067, MY: 0.018,
+        PE: 0.0203, CL: 0.0353, TR: 0.0083, SA: 0.0107, AE: 0.0157, EG: 0.0129, KE: 0.0076, PK: 0.0198,
+      },
+    },
+    sms: {
+      default: 0.05,
+      byCountry: {
+        ID: 0.0415, IN: 0.003, BR: 0.018, MX: 0.03, CO: 0.009, AR: 0.04, US: 0.0079, CA: 0.0079, GB: 0.04, DE: 0.085,
+        NG: 0.03, ZA: 0.02, TR: 0.01, PK: 0.035, MY: 0.025,
+      },
+    },
+    email: { default: 0.0001, byCountry: {} },
+  },
   tenants: {},
 };
 

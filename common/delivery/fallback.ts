@@ -4,7 +4,9 @@ import type { Channel } from '../domain/channel.js';
 import type { FallbackReason } from '../domain/verification.js';
 import type { JobQueues } from '../jobs/queues.js';
 import type { Metrics } from '../observability/metrics.js';
-import type { FallbackResult, VerificationStore } from '../store/verification.store.js';
+import { recordFallback } from '../stats/stats-recorder.js';
+import type { KeySpace } from '../store/keys.js';
+import type { FallbackResult, RedisClient, VerificationStore } from '../store/verification.store.js';
 
 export interface FallbackDeps {
   store: VerificationStore;
@@ -12,6 +14,12 @@ export interface FallbackDeps {
   metrics: Metrics;
   logger: Logger;
   now: () => number;
+  /**
+   * For the `/v1/stats` fallback count. Every process passes its services, which have them;
+   * optional so the delivery timeout's narrower deps and tests of the event flow still fit.
+   */
+  redis?: RedisClient;
+  keys?: KeySpace;
 }
 
 /**
@@ -46,6 +54,9 @@ export async function dispatchFallback(
       { verificationId: context.verificationId, delivery: result.delivery, from: context.from, to: result.channel, reason: context.reason },
       'fallback started',
     );
+    if (deps.redis !== undefined && deps.keys !== undefined) {
+      await recordFallback({ ...deps, redis: deps.redis, keys: deps.keys }, { verificationId: context.verificationId, from: context.from });
+    }
   }
   await new VerificationEvents(deps).fallback(context.verificationId, result.delivery);
 }

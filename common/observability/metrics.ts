@@ -25,7 +25,16 @@ export interface Metrics {
   providerCallDuration: Histogram<'provider' | 'channel' | 'result'>;
   deliveryLatency: Histogram<'channel' | 'country'>;
   timeToVerify: Histogram<'channel' | 'purpose'>;
+  cost: Counter<'channel' | 'country' | 'currency'>;
+  messagesBillable: Counter<'channel' | 'country'>;
 }
+
+/**
+ * Latency buckets (seconds), shared with the per-minute histograms of `/v1/stats`
+ * (common/stats), so the API's percentiles and Prometheus' agree on their resolution.
+ */
+export const DELIVERY_LATENCY_BUCKETS: readonly number[] = [0.5, 1, 2, 3, 5, 8, 13, 21, 34, 60, 120];
+export const TIME_TO_VERIFY_BUCKETS: readonly number[] = [5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600, 900];
 
 const COUNTRY = /^[A-Z]{2}$/;
 
@@ -148,14 +157,26 @@ export function createMetrics(options: { role: string; collectDefaults?: boolean
       name: 'kurir_delivery_latency_seconds',
       help: 'From provider acceptance to the delivered receipt.',
       labelNames: ['channel', 'country'],
-      buckets: [0.5, 1, 2, 3, 5, 8, 13, 21, 34, 60, 120],
+      buckets: [...DELIVERY_LATENCY_BUCKETS],
       registers,
     }),
     timeToVerify: new Histogram({
       name: 'kurir_time_to_verify_seconds',
       help: 'From creation to approval, by the channel of the latest delivery.',
       labelNames: ['channel', 'purpose'],
-      buckets: [5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600, 900],
+      buckets: [...TIME_TO_VERIFY_BUCKETS],
+      registers,
+    }),
+    cost: new Counter({
+      name: 'kurir_cost_total',
+      help: 'Estimated provider cost from the policy price table: WhatsApp when delivered, SMS per segment and email when sent.',
+      labelNames: ['channel', 'country', 'currency'],
+      registers,
+    }),
+    messagesBillable: new Counter({
+      name: 'kurir_messages_billable_total',
+      help: 'Messages counted into kurir_cost_total (an SMS of several segments counts once here).',
+      labelNames: ['channel', 'country'],
       registers,
     }),
   };

@@ -17,10 +17,12 @@ export type ConnectionRole = 'commands' | 'workers';
 function roleOptions(role: ConnectionRole, name: string): RedisOptions {
   return role === 'commands'
     ? {
-        // An API request must answer 503 quickly while Redis is away, not hang in a retry loop.
+        // An API request must answer 503 within a second while Redis is away, not wait in the
+        // offline queue through a growing reconnect back-off: one retry, reconnects every ≤ 200 ms.
         maxRetriesPerRequest: 1,
-        connectTimeout: 1000,
-        commandTimeout: 1500,
+        connectTimeout: 800,
+        commandTimeout: 900,
+        retryStrategy: (attempt: number) => Math.min(attempt * 50, 200),
         connectionName: name,
       }
     : {

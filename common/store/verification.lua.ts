@@ -121,7 +121,7 @@ return { 'pending', maxAttempts - attempts, 0, dmac }
 `);
 
 /**
- * begin_send: ARGV = n, now, token. Moves delivery n to `sending` only from `queued` or
+ * begin_send: ARGV = n, now, token, marginMs. Moves delivery n to `sending` only from `queued` or
  * `retrying` (or from `sending` left behind by a run with another token, i.e. a worker that died
  * mid-call), so a duplicate or replayed job never sends a finished delivery again. Refuses when
  * the verification is no longer pending: a backlog never delivers a stale code.
@@ -129,12 +129,13 @@ return { 'pending', maxAttempts - attempts, 0, dmac }
  *   | {'stale', status} | {'done', deliveryStatus} | {'missing'}
  */
 export const BEGIN_SEND = script(`
-local n, now, token = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local n, now, token, margin = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4] or '0')
 local d = redis.call('HMGET', KEY, dfield(n, 'st'), dfield(n, 'tok'), dfield(n, 'ch'))
 if not d[1] then return { 'missing' } end
 local v = redis.call('HMGET', KEY, 'status', 'expiresAt', 'to', 'locale', 'purpose', 'tenant', 'codeSealed', 'plan', 'timeout', 'decoy')
 if v[10] then return { 'stale', 'decoy' } end
-if v[1] ~= 'pending' or now >= tonumber(v[2]) then return { 'stale', v[1] == 'pending' and 'expired' or v[1] } end
+-- A code with less than the margin left would arrive dead: treat it as expired already.
+if v[1] ~= 'pending' or now + margin >= tonumber(v[2]) then return { 'stale', v[1] == 'pending' and 'expired' or v[1] } end
 local st = d[1]
 if st == 'queued' or st == 'retrying' or (st == 'sending' and d[2] ~= token) then
   redis.call('HSET', KEY, dfield(n, 'st'), 'sending', dfield(n, 'tok'), token)

@@ -300,8 +300,11 @@ export class VerificationStore {
     };
   }
 
-  async beginSend(id: string, delivery: number, now: number, token: string): Promise<BeginSendResult> {
-    const reply = await this.scripts.kurirBeginSend(this.keys.verification(id), delivery, now, token);
+  /**
+   * @param marginMs a code with less than this left is not sent (it would expire on the way).
+   */
+  async beginSend(id: string, delivery: number, now: number, token: string, marginMs = 0): Promise<BeginSendResult> {
+    const reply = await this.scripts.kurirBeginSend(this.keys.verification(id), delivery, now, token, marginMs);
     const kind = str(reply[0]);
     if (kind === 'go') {
       const channel = str(reply[2]);

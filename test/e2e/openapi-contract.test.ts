@@ -535,6 +535,21 @@ describe('OpenAPI contract, over HTTP', () => {
     await expectAnswer('post', WEBHOOK, { tenant: null, rawBody: event, headers: { 'Content-Type': 'text/plain', ...signed(event) } }, { status: 415, code: 'unsupported_media_type' });
   });
 
+  test('stats: 200 with and without filters, 400 validation_failed, 401', async () => {
+    const STATS = '/v1/stats';
+    const all = await expectAnswer('get', STATS, {}, { status: 200 });
+    assert.ok(Number(all.body['created']) > 0, all.text);
+    const hourAgo = new Date(Date.now() - 3_600_000).toISOString();
+    await expectAnswer('get', STATS, { tenant: 'gamma', query: `from=${encodeURIComponent(hourAgo)}&country=id&channel=sms` }, { status: 200 });
+    for (const query of ['from=yesterday', 'channel=fax', 'country=IDN', 'extra=1', `from=${encodeURIComponent(new Date().toISOString())}&to=${encodeURIComponent(hourAgo)}`, 'from=2020-01-01T00:00:00Z&to=2020-01-09T00:00:00Z']) {
+      await expectAnswer('get', STATS, { query }, { status: 400, code: 'validation_failed' });
+    }
+    const attempts: Record<string, string>[] = [{}, { Authorization: 'Bearer not-a-key-0000000000' }];
+    for (const headers of attempts) {
+      await expectAnswer('get', STATS, { tenant: null, headers }, { status: 401, code: 'unauthorized' });
+    }
+  });
+
   test('every documented answer was reached (except 500 and 503)', () => {
     const missing: string[] = [];
     for (const [, item] of Object.entries(served.paths)) {

@@ -23,6 +23,8 @@ const DOCKERFILE = readFileSync(new URL('Dockerfile', ROOT), 'utf8');
 const ENTRY_SOURCES = ['api/main.ts', 'worker/main.ts', 'scheduler/main.ts', 'simulator/main.ts', 'main.ts'];
 const KURIR_IMAGE = 'kurir:local';
 const ROLES = ['api', 'worker', 'scheduler', 'simulator'] as const;
+/** Where worker and scheduler serve /metrics; observability/prometheus/prometheus.yml scrapes it. */
+const METRICS_PORT = '9464';
 
 type Json = Record<string, unknown>;
 
@@ -84,7 +86,7 @@ test('docker-compose.yml is valid against the Compose Specification, and the val
 
 test('compose uses the Compose Specification format: no version key, services only from our list', () => {
   assert.ok(!('version' in compose), 'the obsolete `version:` key must not be set');
-  assert.deepEqual(Object.keys(services).sort(), ['api', 'redis', 'scheduler', 'simulator', 'worker']);
+  assert.deepEqual(Object.keys(services).sort(), ['api', 'grafana', 'prometheus', 'redis', 'scheduler', 'simulator', 'worker']);
 });
 
 test('redis keeps data: AOF every second, noeviction, named volume, ping healthcheck', () => {
@@ -122,7 +124,9 @@ test('every Kurir role runs a compiled entry point, shares one environment and w
     const source = sourceOf(command[1] ?? '');
     assert.ok(source !== undefined && ENTRY_SOURCES.includes(source), `${role}: ${command[1]} maps to a known source`);
 
-    assert.deepEqual(record(svc['environment'], `${role}.environment`), sharedEnv, `${role} uses x-kurir-env`);
+    // Roles without an HTTP port add the port their metrics are scraped on, nothing else.
+    const own = role === 'worker' || role === 'scheduler' ? { METRICS_PORT } : {};
+    assert.deepEqual(record(svc['environment'], `${role}.environment`), { ...sharedEnv, ...own }, `${role} uses x-kurir-env`);
     const redis = record(record(svc['depends_on'], `${role}.depends_on`)['redis'], `${role}.depends_on.redis`);
     assert.equal(redis['condition'], 'service_healthy', `${role} waits for a healthy redis`);
   }
@@ -136,7 +140,35 @@ test('every Kurir role runs a compiled entry point, shares one environment and w
 
   assert.ok(stringArray(service('api')['ports'], 'api.ports').includes('3000:3000'));
   assert.equal(record(service('worker')['deploy'], 'worker.deploy')['replicas'], 2);
-  assert.ok(!/prometheus|grafana/i.test(Object.keys(services).join(' ')), 'monitoring arrives in a later change');
+});
+
+test('monitoring: Prometheus with the observability config, Grafana provisioned, both on localhost', () => {
+  const prometheus = service('prometheus');
+  assert.match(String(prometheus['image']), /^prom\/prometheus:v2\.\d+\.\d+$/, 'a pinned Prometheus 2 image');
+  const command = stringArray(prometheus['command'], 'prometheus.command');
+  assert.ok(command.includes('--config.file=/etc/prometheus/prometheus.yml'));
+  const promVolumes = stringArray(prometheus['volumes'], 'prometheus.volumes');
+  assert.ok(promVolumes.includes('./observability/prometheus:/etc/prometheus:ro'));
+  assert.ok(promVolumes.some((volume) => volume.endsWith(':/prometheus')), 'TSDB in a volume');
+  assert.deepEqual(stringArray(prometheus['ports'], 'prometheus.ports'), ['127.0.0.1:9090:9090']);
+
+  const grafana = service('grafana');
+  assert.match(String(grafana['image']), /^grafana\/grafana:\d+\.\d+\.\d+$/, 'a pinned Grafana image');
+  const grafanaVolumes = stringArray(grafana['volumes'], 'grafana.volumes');
+  assert.ok(grafanaVolumes.includes('./observability/grafana/provisioning:/etc/grafana/provisioning:ro'));
+  assert.ok(grafanaVolumes.includes('./observability/grafana/dashboards:/var/lib/grafana/dashboards:ro'));
+  assert.deepEqual(stringArray(grafana['ports'], 'grafana.ports'), ['127.0.0.1:3001:3000']);
+  const env = serviceEnv('grafana', {});
+  assert.equal(env['GF_AUTH_ANONYMOUS_ORG_ROLE'], 'Viewer', 'anonymous visitors only view');
+  assert.equal(env['GF_SECURITY_ADMIN_PASSWORD'], 'kurir-demo', 'a demo default…');
+  assert.equal(serviceEnv('grafana', { GRAFANA_ADMIN_PASSWORD: 'from-env' })['GF_SECURITY_ADMIN_PASSWORD'], 'from-env', '…that .env overrides');
+
+  // Every host path mounted by the monitoring services exists in the checkout.
+  for (const volume of [...promVolumes, ...grafanaVolumes].filter((v) => v.startsWith('./'))) {
+    assert.ok(existsSync(new URL(volume.split(':')[0] ?? '', ROOT)), `${volume}: source exists`);
+  }
+  const volumes = record(compose['volumes'], 'volumes');
+  assert.ok('prometheus-data' in volumes && 'grafana-data' in volumes);
 });
 
 // Compose interpolation: ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}, ${VAR?error},

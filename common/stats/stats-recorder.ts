@@ -1,0 +1,158 @@
+import type { Logger } from 'pino';
+import type { Policy } from '../config/policy.js';
+import type { Channel } from '../domain/channel.js';
+import { parseDestination } from '../domain/destination.js';
+import { countryLabel, type Metrics } from '../observability/metrics.js';
+import type { OutboundMessage } from '../providers/provider.js';
+import type { KeySpace } from '../store/keys.js';
+import type { RedisClient, VerificationStore } from '../store/verification.store.js';
+import { toMicros, unitPrice, unitsOnSend } from './cost.js';
+import { StatsStore, type StatsChange } from './stats.store.js';
+
+/**
+ * The points of the pipeline that feed `/v1/stats` (see stats.store.ts) and the estimated-cost
+ * metrics. Statistics are a by-product: a failed stats write is logged and swallowed, never
+ * allowed to fail the request or job that caused it (nor to retry a job, which could send again).
+ */
+export interface StatsDeps {
+  redis: RedisClient;
+  keys: Pick<KeySpace, 'prefix'>;
+  logger: Logger;
+  now: () => number;
+}
+
+/** Recording points that also bill a message need the price table and the cost counters. */
+export interface BillingDeps extends StatsDeps {
+  policy: Pick<Policy, 'prices'>;
+  metrics: Pick<Metrics, 'cost' | 'messagesBillable'>;
+}
+
+async function record(deps: StatsDeps, tenant: string, changes: StatsChange[]): Promise<void> {
+  try {
+    await new StatsStore(deps.redis, deps.keys.prefix).add(tenant, deps.now(), changes);
+  } catch (error) {
+    deps.logger.warn({ tenant, err: { message: error instanceof Error ? error.message : String(error) } }, 'stats could not be recorded');
+  }
+}
+
+/** Counts `units` billable units in the cost metrics and returns their cost in micro-units. */
+function bill(deps: BillingDeps, channel: Channel, country: string, units: number): number {
+  if (units <= 0) return 0;
+  const { prices } = deps.policy;
+  const amount = unitPrice(prices, channel, country) * units;
+  deps.metrics.cost.inc({ channel, country, currency: prices.currency }, amount);
+  deps.metrics.messagesBillable.inc({ channel, country });
+  return toMicros(amount);
+}
+
+/** Country label of a destination as stored in a send context (E.164 or email). */
+export function destinationCountry(to: string): string {
+  const destination = parseDestination(to);
+  return countryLabel(typeof destination === 'string' ? undefined : destination.country);
+}
+
+export async function recordCreated(deps: StatsDeps, event: { tenant: string; country: string; channel: Channel }): Promise<void> {
+  await record(deps, event.tenant, [{ country: event.country, channel: event.channel, counters: { created: 1 } }]);
+}
+
+/** The provider accepted a message: counted as sent; SMS (per segment) and email are billed now. */
+export async function recordSent(
+  deps: BillingDeps,
+  event: { tenant: string; country: string; message: OutboundMessage },
+): Promise<void> {
+  const { channel } = event.message;
+  let cost = 0;
+  try {
+    cost = bill(deps, channel, event.country, unitsOnSend(event.message));
+  } catch (error) {
+    deps.logger.warn({ err: { message: error instanceof Error ? error.message : String(error) } }, 'cost could not be counted');
+  }
+  await record(deps, event.tenant, [{ country: event.country, channel, counters: { sent: 1, cost } }]);
+}
+
+/** A delivery reached delivered/read for the first time: WhatsApp authentication is billed now. */
+export async function recordDelivered(
+  deps: BillingDeps,
+  event: { tenant: string; country: string; channel: Channel; latencySeconds: number | undefined },
+): Promise<void> {
+  let cost = 0;
+  try {
+    cost = event.channel === 'whatsapp' ? bill(deps, 'whatsapp', event.country, 1) : 0;
+  } catch (error) {
+    deps.logger.warn({ err: { message: error instanceof Error ? error.message : String(error) } }, 'cost could not be counted');
+  }
+  await record(deps, event.tenant, [
+    {
+      country: event.country,
+      channel: event.channel,
+      counters: { delivered: 1, cost },
+      ...(event.latencySeconds === undefined ? {} : { samples: { ttd: event.latencySeconds } }),
+    },
+  ]);
+}
+
+/** A fallback away from `from` started (counted once, by whoever decided it). */
+export async function recordFallback(
+  deps: StatsDeps & { store: Pick<VerificationStore, 'get'> },
+  event: { verificationId: string; from: Channel },
+): Promise<void> {
+  try {
+    const verification = await deps.store.get(event.verificationId);
+    if (verification === undefined) return;
+    await record(deps, verification.tenant, [{ country: countryLabel(verification.country), channel: event.from, counters: { fallback: 1 } }]);
+  } catch (error) {
+    deps.logger.warn({ err: { message: error instanceof Error ? error.message : String(error) } }, 'stats could not be recorded');
+  }
+}
+
+/** A verification ended; only the outcomes the stats report are recorded. */
+export async function recordEnded(
+  deps: StatsDeps,
+  event: { tenant: string; country: string; channel: Channel; status: string; timeToVerifySeconds: number | undefined },
+): Promise<void> {
+  const change: StatsChange = { country: event.country, channel: event.channel };
+  switch (event.status) {
+    case 'approved':
+      change.counters = { approved: 1 };
+      if (event.timeToVerifySeconds !== undefined) change.samples = { ttv: event.timeToVerifySeconds };
+      break;
+    case 'expired':
+      change.counters = { expired: 1 };
+      break;
+    case 'max_attempts':
+      change.counters = { max_attempts: 1 };
+      break;
+    default:
+      return;
+  }
+  await record(deps, event.tenant, [change]);
+}
+
+/**
+ * True for the first caller per delivery. A delivery can change twice into a delivered state
+ * (delivered, then read): it is counted, billed and timed once. The mark is a field of the
+ * verification's own hash (`d<n>:counted`), so it lives and expires with the record. A record
+ * that expired just before would be recreated by HSETNX without a TTL: the PTTL in the same
+ * pipeline tells, and such a stray is removed again (records always carry a TTL).
+ */
+export async function claimFirstDelivered(
+  deps: { redis: RedisClient; keys: Pick<KeySpace, 'verification'>; logger: Logger },
+  verificationId: string,
+  delivery: number,
+): Promise<boolean> {
+  const key = deps.keys.verification(verificationId);
+  try {
+    const results = (await deps.redis.pipeline().hsetnx(key, `d${delivery}:counted`, '1').pttl(key).exec()) ?? [];
+    const failed = results.find(([error]) => error !== null);
+    if (failed?.[0] != null) throw failed[0];
+    const [[, claimed], [, pttl]] = results as [[null, number], [null, number]];
+    if (claimed === 1 && pttl === -1) {
+      await deps.redis.del(key);
+      return false;
+    }
+    return claimed === 1;
+  } catch (error) {
+    deps.logger.warn({ verificationId, delivery, err: { message: error instanceof Error ? error.message : String(error) } }, 'delivery could not be counted');
+    return false;
+  }
+}
