@@ -52,7 +52,14 @@ export function eventTypeLabel(type: string): string {
 export function createMetrics(options: { role: string; collectDefaults?: boolean }): Metrics {
   const registry = new Registry();
   registry.setDefaultLabels({ role: options.role });
-  if (options.collectDefaults !== false) collectDefaultMetrics({ register: registry, prefix: 'kurir_process_' });
+  if (options.collectDefaults !== false) {
+    collectDefaultMetrics({ register: registry, prefix: 'kurir_process_' });
+    // prom-client names these gauges `_total`, which `promtool check metrics` flags as counter
+    // names on a gauge (prometheus/client_js#283); handles and requests are not worth a lint failure.
+    for (const name of ['active_handles_total', 'active_requests_total', 'active_resources_total']) {
+      registry.removeSingleMetric(`kurir_process_nodejs_${name}`);
+    }
+  }
   const registers = [registry];
   return {
     registry,
