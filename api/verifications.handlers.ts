@@ -159,7 +159,7 @@ export async function checkVerification(
 async function recordEnd(id: string, status: string, now: number, deps: VerificationDeps): Promise<void> {
   const verification = await deps.store.get(id);
   if (verification === undefined) return;
-  deps.metrics.verificationsEnded.inc({ tenant: verification.tenant, purpose: verification.purpose, status });
+  deps.metrics.verificationsEnded.inc({ tenant: verification.tenant, purpose: verification.purpose, status, country: countryLabel(verification.country) });
   const channel = verification.deliveries.at(-1)?.channel ?? 'sms';
   const timeToVerifySeconds = (now - verification.createdAt) / 1000;
   await recordEnded(deps, {

@@ -47,9 +47,14 @@ export async function handleVerificationExpiry(job: Job, deps: VerificationExpir
     case 'expired':
       break;
   }
-  deps.metrics.verificationsEnded.inc({ tenant: result.tenant, purpose: result.purpose, status: 'expired' });
   deps.logger.info({ verificationId, status: 'expired', tenant: result.tenant, jobId: job.id }, 'verification ended');
   const verification = await deps.store.get(verificationId);
+  deps.metrics.verificationsEnded.inc({
+    tenant: result.tenant,
+    purpose: result.purpose,
+    status: 'expired',
+    country: countryLabel(verification?.country),
+  });
   if (verification !== undefined) {
     await recordEnded(deps, {
       tenant: verification.tenant,

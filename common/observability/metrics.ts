@@ -8,7 +8,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 export interface Metrics {
   registry: Registry;
   verificationsCreated: Counter<'tenant' | 'purpose' | 'channel' | 'country'>;
-  verificationsEnded: Counter<'tenant' | 'purpose' | 'status'>;
+  verificationsEnded: Counter<'tenant' | 'purpose' | 'status' | 'country'>;
   checks: Counter<'tenant' | 'result'>;
   messagesSent: Counter<'channel' | 'provider' | 'result'>;
   receipts: Counter<'channel' | 'status'>;
@@ -72,7 +72,7 @@ export function createMetrics(options: { role: string; collectDefaults?: boolean
     verificationsEnded: new Counter({
       name: 'kurir_verifications_ended_total',
       help: 'Verifications that reached a final status (approved, canceled, expired, max_attempts).',
-      labelNames: ['tenant', 'purpose', 'status'],
+      labelNames: ['tenant', 'purpose', 'status', 'country'],
       registers,
     }),
     checks: new Counter({

@@ -684,7 +684,7 @@ describe('a real Prometheus scraping a running Kurir', { skip: SKIP, timeout: 90
       return names.includes('KurirQueueStalled/send-email') && names.includes('KurirPumpingQuarantine/prefix') ? names : undefined;
     }, 10_000);
     // Small numbers stay below every ratio's minimum volume and the signature-failure threshold.
-    for (const quiet of ['KurirDeliveryRateLow', 'KurirFallbackSpike', 'KurirConversionCollapse', 'KurirWebhookSignatureFailures', 'KurirTargetDown']) {
+    for (const quiet of ['KurirDeliveryRateLow', 'KurirFallbackSpike', 'KurirConversionCollapse', 'KurirCountryConversionCollapse', 'KurirWebhookSignatureFailures', 'KurirTargetDown']) {
       assert.ok(!firing.some((name) => name.startsWith(`${quiet}/`)), `${quiet} fired: ${firing.join()}`);
     }
   });
