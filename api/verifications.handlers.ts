@@ -236,6 +236,11 @@ export async function resendVerification(
     case 'ok':
       if (!result.decoy && !silenced) {
         await deps.queues.enqueueSend(result.channel, { verificationId: input.id, delivery: result.delivery, requestId: input.caller.requestId });
+        // The end user switching channels is a fallback of its own kind (reason user_choice).
+        const previous = verification.deliveries.at(-1)?.channel;
+        if (previous !== undefined && previous !== result.channel) {
+          deps.metrics.fallbacks.inc({ from: previous, to: result.channel, reason: 'user_choice' });
+        }
       }
       deps.logger.info({ verificationId: input.id, delivery: result.delivery, channel: result.channel }, 'resend queued');
       return { status: 202, body: { id: input.id, status: 'pending', delivery: result.delivery, channel: result.channel } };

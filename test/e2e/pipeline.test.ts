@@ -221,6 +221,9 @@ describe('channels and checks', () => {
     const view = await k.waitFor(created.id, (v) => v.deliveries[1]?.status === 'delivered');
     assert.equal(view.deliveries[1]?.reason, 'user_choice');
     assert.equal(view.channel, 'sms');
+    const fallbacks = await k.kurir.services.metrics.fallbacks.get();
+    const userChoice = fallbacks.values.find((value) => value.labels.reason === 'user_choice' && value.labels.from === 'whatsapp' && value.labels.to === 'sms');
+    assert.ok((userChoice?.value ?? 0) >= 1, 'the channel switch is counted as a user_choice fallback');
   });
 
   test('at most five sends per verification', async () => {
