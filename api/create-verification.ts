@@ -241,18 +241,19 @@ export async function createVerification(
     deps.logger.warn({ tenant, ...gate.shadowQuarantine, destination: maskDestination(destination.value) }, 'pumping guard (shadow) would refuse');
   }
 
-  const created = await deps.store.create(record(draft, deps, false));
-  if (!created.created) return await replay(draft, created.fingerprint, input.caller, deps);
-
+  // Queue first, store second. A worker that runs the job before the record exists retries
+  // briefly (send.handler.ts), and a crash between the two steps leaves at most a job that finds
+  // no record and gives up, never a stored verification without its send job.
   const firstChannel = draft.plan[0] ?? 'sms';
+  let created;
   try {
     await deps.queues.enqueueSend(firstChannel, { verificationId: id, delivery: 1, requestId: input.caller.requestId });
+    created = await deps.store.create(record(draft, deps, false));
   } catch (error) {
-    // Without its job the verification would never be sent: remove it so nothing half-created remains.
-    await deps.store.discard(id).catch(() => undefined);
     await deps.gate.cancel(gate, eventId).catch(() => undefined);
-    throw new KurirError('service_unavailable', 'Could not queue the message; nothing was created.', { retryAfterSeconds: 1 }, { cause: error });
+    throw new KurirError('service_unavailable', 'Could not store the verification; nothing was created.', { retryAfterSeconds: 1 }, { cause: error });
   }
+  if (!created.created) return await replay(draft, created.fingerprint, input.caller, deps);
 
   await scheduleExpiry(id, draft.now + draft.ttlSeconds * 1000 - deps.now(), deps);
 

@@ -36,6 +36,11 @@ export interface SendDeps {
  */
 export const MIN_CODE_LIFETIME_MS = 10_000;
 
+/** Thrown to retry a send whose verification record is not (yet) there. */
+export class RecordNotYetStoredError extends Error {
+  override readonly name = 'RecordNotYetStoredError';
+}
+
 export type SendOutcome =
   | { outcome: 'sent'; providerMessageId: string; timeoutArmed: boolean }
   | { outcome: 'skipped'; reason: string };
@@ -51,6 +56,10 @@ export async function handleSend(job: Job, deps: SendDeps): Promise<SendOutcome>
   const { verificationId, delivery } = data;
   const token = `${job.id ?? ''}#${job.attemptsStarted}`;
   const begin = await deps.store.beginSend(verificationId, delivery, deps.now(), token, MIN_CODE_LIFETIME_MS);
+  if (begin.kind === 'missing' && job.attemptsMade + 1 < (job.opts.attempts ?? 1)) {
+    // The API queues a send before it stores the verification; give the record a moment.
+    throw new RecordNotYetStoredError(`no record yet for ${verificationId}`);
+  }
   if (begin.kind !== 'go') {
     const reason = begin.kind === 'missing' ? 'missing' : begin.kind === 'stale' ? `verification_${begin.status}` : 'already_sent';
     deps.metrics.jobsSkipped.inc({ queue: job.queueName, reason: begin.kind });

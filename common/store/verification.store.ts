@@ -440,11 +440,6 @@ export class VerificationStore {
     if (kind === 'claimed' || kind === 'taken' || kind === 'none') return kind;
     throw new Error(`store: unexpected claim reply "${kind}"`);
   }
-
-  /** Deletes a record whose first job could not be queued, so no half-created verification remains. */
-  async discard(id: string): Promise<void> {
-    await this.redis.del(this.keys.verification(id));
-  }
 }
 
 const EXTERNAL_ID = /^(ver_[A-Za-z0-9]{10,40})-([1-9][0-9]{0,2})$/;

@@ -72,9 +72,7 @@ describe('chaos 3: Redis unavailable', { timeout: 120_000 }, () => {
     assert.ok(readyz.every((r) => r.status === 503 && r.ms < 1500), JSON.stringify(readyz));
   });
 
-  test('Redis killed in the middle of a flood of creates: afterwards no half-created verification remains', {
-    todo: 'bug: record stored, send job never queued (api/create-verification.ts: store.create, then enqueueSend, then a discard that needs the Redis that just failed); see test/chaos/README.md',
-  }, async (t) => {
+  test('Redis killed in the middle of a flood of creates: afterwards no half-created verification remains', async (t) => {
     const floodSize = 500;
     const replies: CreateReply[] = [];
     const flood = pooled(Array.from({ length: floodSize }), 40, async () => {
