@@ -1,8 +1,8 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
 import express, { type RequestHandler } from 'express';
 import { z } from 'zod';
 import { parseDestination } from '../common/domain/destination.js';
 import { KurirError } from '../common/errors.js';
+import { bearerToken, createApiKeyAuthenticator } from '../common/security/api-keys.js';
 import type { CodeVault } from '../common/security/code-vault.js';
 import type { DestinationLockout } from '../common/security/lockout.js';
 import type { PumpingGuard } from '../common/security/pumping-guard.js';
@@ -22,19 +22,16 @@ export interface AdminDeps {
   now: () => number;
 }
 
-function digest(value: string): Buffer {
-  return createHash('sha256').update(value, 'utf8').digest();
-}
-
 export function requireAdmin(adminToken: string | undefined): RequestHandler {
-  const expected = adminToken === undefined ? undefined : digest(adminToken);
+  // The same digest-and-compare-in-constant-time check as tenant keys, with one "tenant".
+  const admin = adminToken === undefined ? undefined : createApiKeyAuthenticator(new Map([['admin', adminToken]]));
   return (req, res, next) => {
-    if (expected === undefined) {
+    if (admin === undefined) {
       next(new KurirError('not_found', 'No such endpoint.'));
       return;
     }
-    const match = /^Bearer ([\x21-\x7E]{1,512})$/.exec(req.get('authorization') ?? '');
-    if (match?.[1] === undefined || !timingSafeEqual(digest(match[1]), expected)) {
+    const token = bearerToken(req.get('authorization'));
+    if (token === undefined || admin.tenantFor(token) === undefined) {
       res.setHeader('WWW-Authenticate', 'Bearer realm="kurir-admin"');
       next(new KurirError('unauthorized', 'The admin credential is missing or wrong.'));
       return;

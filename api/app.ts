@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import express, { type NextFunction, type Request, type RequestHandler, type Response } from 'express';
 import type { Registry } from 'prom-client';
 import { KurirError } from '../common/errors.js';
-import type { ApiKeyAuthenticator } from '../common/security/api-keys.js';
+import { bearerToken, type ApiKeyAuthenticator } from '../common/security/api-keys.js';
 import { readWatchdog } from '../common/runtime/watchdog.js';
 import type { RedisClient } from '../common/store/verification.store.js';
 import { openApiDocumentJson } from './openapi.js';
@@ -61,8 +61,8 @@ function route(handler: (req: Request, res: Response) => Promise<Reply>): Reques
 function authenticate(authenticator: ApiKeyAuthenticator): RequestHandler {
   return (req, res, next) => {
     const header = req.get('authorization');
-    const match = header === undefined ? null : /^Bearer ([\x21-\x7E]{1,512})$/.exec(header);
-    const tenant = match?.[1] === undefined ? undefined : authenticator.tenantFor(match[1]);
+    const token = bearerToken(header);
+    const tenant = token === undefined ? undefined : authenticator.tenantFor(token);
     if (tenant === undefined) {
       res.setHeader('WWW-Authenticate', 'Bearer realm="kurir"');
       next(new KurirError('unauthorized', header === undefined ? 'Authorization: Bearer <api key> is required.' : 'The API key is not valid.'));

@@ -14,7 +14,7 @@ import type { SendGate } from '../common/security/send-gate.js';
 import { recordEnded } from '../common/stats/stats-recorder.js';
 import type { KeySpace } from '../common/store/keys.js';
 import type { CheckStatus, RedisClient, VerificationStore } from '../common/store/verification.store.js';
-import { refusalError } from './refusals.js';
+import { refusalError, retryAfterSeconds } from './refusals.js';
 import { VERIFICATION_ID, checkSchema, resendSchema, zodIssues } from './schemas.js';
 
 /**
@@ -127,10 +127,7 @@ export async function checkVerification(
     const lock = await deps.lockout.state(owner.destinationMac);
     if (lock.locked) {
       deps.metrics.checks.inc({ tenant, result: 'locked' });
-      throw new KurirError('destination_locked', 'Too many wrong codes for this destination; try again later.', {
-        rule: 'destination_lockout',
-        retryAfterSeconds: Math.max(1, Math.ceil(lock.retryAfterMs / 1000)),
-      });
+      throw refusalError({ kind: 'lockout', rule: 'destination_lockout', retryAfterMs: lock.retryAfterMs, silenceable: true });
     }
   }
   const result =
@@ -274,7 +271,7 @@ export function reportQuarantines(
 }
 
 function cooldownError(retryAfterMs: number): KurirError {
-  const seconds = Math.max(1, Math.ceil(retryAfterMs / 1000));
+  const seconds = retryAfterSeconds(retryAfterMs);
   return new KurirError('resend_cooldown', `Wait ${seconds} s before asking for another code.`, { retryAfterSeconds: seconds });
 }
 

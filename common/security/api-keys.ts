@@ -27,3 +27,9 @@ export function createApiKeyAuthenticator(keys: ReadonlyMap<string, string>): Ap
     },
   };
 }
+
+/** The token of an `Authorization: Bearer <token>` header (visible ASCII only), or undefined. */
+export function bearerToken(header: string | undefined): string | undefined {
+  if (header === undefined) return undefined;
+  return /^Bearer ([\x21-\x7E]{1,512})$/.exec(header)?.[1];
+}
