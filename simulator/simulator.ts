@@ -8,6 +8,7 @@
  * prices are flat fakes, and only the endpoints Kurir calls exist.
  */
 import { randomBytes } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -15,6 +16,7 @@ import { parsePhoneNumberFromString } from 'libphonenumber-js';
 import { z } from 'zod';
 import type { Channel } from '../common/domain/channel.js';
 import { signatureHeader } from '../common/providers/ycloud/ycloud-signature.js';
+import { parseSmsListQuery, SmsRecords } from './sms-records.js';
 import { outcomeFor, type Outcome, type Refusal, type ReceiptStep, type SimulatedStatus } from './magic-numbers.js';
 
 /** How to start a simulator. */
@@ -133,6 +135,8 @@ interface SendResult {
   reply: Reply;
   record: Omit<SimulatedMessage, 'channel' | 'httpStatus' | 'receivedAt'>;
   plans: ReceiptPlan[];
+  /** An accepted SMS as `GET /v2/sms` lists it; its status follows the receipts. */
+  listed?: JsonObject;
 }
 
 /** Per-call context handed to the pure-ish send handlers. */
@@ -154,6 +158,7 @@ export async function startSimulator(options: SimulatorOptions): Promise<Simulat
   const host = options.host ?? '127.0.0.1';
   const retryDelayMs = options.receiptRetryDelayMs ?? DEFAULT_RETRY_DELAY_MS;
   const log: SimulatedMessage[] = [];
+  const smsRecords = new SmsRecords();
   const callCounts = new Map<string, number>();
   const waiters = new Set<Waiter>();
   const pipelines = new Set<Promise<void>>();
@@ -161,6 +166,8 @@ export async function startSimulator(options: SimulatorOptions): Promise<Simulat
   // delay and every in-flight POST, which is what lets close() leave nothing behind.
   const lifetime = new AbortController();
   const signal = lifetime.signal;
+  // Every pending receipt listens on it: hundreds at once under load are expected, not a leak.
+  setMaxListeners(0, signal);
   let webhookUrl = options.webhookUrl;
   let closing: Promise<void> | undefined;
 
@@ -197,6 +204,15 @@ export async function startSimulator(options: SimulatorOptions): Promise<Simulat
     }
 
     const requestId = `req_${randomBytes(12).toString('base64url')}`;
+    if (req.method === 'GET' && url.pathname === '/v2/sms') {
+      req.resume();
+      if (req.headers['x-api-key'] !== options.apiKey) {
+        return await respond(res, errorReply(requestId, 401, 'UNAUTHORIZED', 'Missing or invalid API key in the X-API-Key header.'));
+      }
+      const parsedQuery = parseSmsListQuery(url.searchParams, Date.now());
+      if (!parsedQuery.ok) return await respond(res, paramInvalid(requestId, parsedQuery.message, ''));
+      return await respond(res, { status: 200, body: smsRecords.list(parsedQuery.query), headers: { 'ycloud-request-id': requestId } });
+    }
     const channel = req.method === 'POST' ? SEND_ENDPOINTS[url.pathname] : undefined;
     if (channel === undefined) {
       req.resume();
@@ -239,6 +255,7 @@ export async function startSimulator(options: SimulatorOptions): Promise<Simulat
     });
     // Recorded before answering, so a caller that awaited the response always finds its message.
     record(message);
+    if (result.reply.status === 200 && result.listed !== undefined) smsRecords.add(result.listed, receivedAt);
     await respond(res, { ...result.reply, headers: { 'ycloud-request-id': requestId, ...result.reply.headers } });
     if (result.reply.status === 200) {
       try {
@@ -547,12 +564,12 @@ function handleSms(body: JsonObject, context: SendContext): SendResult {
   const plan: ReceiptPlan = {
     steps: outcome.receipts,
     eventFor(step, at) {
-      return event('sms.message.updated', at, {
-        sms: { ...sms, status: smsStatus(step.status), updateTime: at.toISOString(), errorCode: step.error?.code },
-      });
+      // The listed record follows the receipts, as YCloud's does.
+      Object.assign(sms, { status: smsStatus(step.status), updateTime: at.toISOString(), errorCode: step.error?.code });
+      return event('sms.message.updated', at, { sms: { ...sms } });
     },
   };
-  return { reply: { status: 200, body: sms }, record: { ...base, id }, plans: [plan] };
+  return { reply: { status: 200, body: { ...sms } }, record: { ...base, id }, plans: [plan], listed: sms };
 }
 
 function handleEmail(body: JsonObject, context: SendContext): SendResult {

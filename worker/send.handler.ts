@@ -8,13 +8,14 @@ import { sendJobSchema } from '../common/jobs/catalogue.js';
 import type { JobQueues } from '../common/jobs/queues.js';
 import { maskDestination } from '../common/observability/mask.js';
 import type { Metrics } from '../common/observability/metrics.js';
-import { ProviderError, type MessagingProvider } from '../common/providers/provider.js';
+import { ProviderError, type MessagingProvider, type OutboundMessage, type SendResult } from '../common/providers/provider.js';
 import type { DailyBudget } from '../common/security/budget.js';
 import type { CodeVault } from '../common/security/code-vault.js';
 import type { KeySpace } from '../common/store/keys.js';
 import { destinationCountry, recordSent } from '../common/stats/stats-recorder.js';
 import { externalIdFor, type RedisClient, type VerificationStore } from '../common/store/verification.store.js';
 import { composeMessage } from './compose-message.js';
+import { settleDoubt } from './send-doubt.js';
 
 export interface SendDeps {
   store: VerificationStore;
@@ -74,15 +75,22 @@ export async function handleSend(job: Job, deps: SendDeps): Promise<SendOutcome>
     requestId: data.requestId,
     to: undefined,
   });
-  if (job.attemptsMade === 0) {
+  const externalId = externalIdFor(verificationId, delivery);
+  // An earlier run already counted this delivery against the budget when it is in doubt.
+  if (job.attemptsMade === 0 && begin.doubt === undefined) {
     const refused = await overBudget(context, { verificationId, delivery, log, deps, requestId: data.requestId });
     if (refused) return { outcome: 'skipped', reason: 'budget_exhausted' };
   }
   const message = composeMessage(context, deps.vault.open(verificationId, context.codeSealed), {
     policy: deps.policy,
-    externalId: externalIdFor(verificationId, delivery),
+    externalId,
     now: deps.now(),
   });
+  if (begin.doubt !== undefined) {
+    const decision = await settleDoubt(job, begin.doubt, { verificationId, delivery, externalId, context, requestId: data.requestId, log, deps });
+    if (decision.action === 'done') return { outcome: 'skipped', reason: decision.reason };
+    if (decision.action === 'adopt') return await recordAccepted(decision.sent, message, { verificationId, delivery, context, log, deps });
+  }
 
   const started = performance.now();
   let sent;
@@ -92,7 +100,7 @@ export async function handleSend(job: Job, deps: SendDeps): Promise<SendOutcome>
     const error =
       caught instanceof ProviderError
         ? caught
-        : new ProviderError('unexpected error while sending', { code: 'unexpected', kind: 'transient', cause: caught });
+        : new ProviderError('unexpected error while sending', { code: 'unexpected', kind: 'transient', outcomeUnknown: true, cause: caught });
     deps.metrics.providerCallDuration.observe(
       { provider: deps.provider.name, channel: context.channel, result: 'error' },
       (performance.now() - started) / 1000,
@@ -103,15 +111,34 @@ export async function handleSend(job: Job, deps: SendDeps): Promise<SendOutcome>
     { provider: deps.provider.name, channel: context.channel, result: 'ok' },
     (performance.now() - started) / 1000,
   );
-  deps.metrics.messagesSent.inc({ channel: context.channel, provider: deps.provider.name, result: 'accepted' });
-  await recordSent(deps, { tenant: context.tenant, country: destinationCountry(context.to), message });
+  return await recordAccepted(sent, message, { verificationId, delivery, context, log, deps });
+}
 
+/**
+ * Records the provider's acceptance (from its answer, or found by a lookup after a lost answer)
+ * and arms the timeout. Counted after the state write: a worker that dies before it leaves the
+ * delivery in doubt, and the run that settles the doubt counts it instead.
+ */
+async function recordAccepted(
+  sent: SendResult,
+  message: OutboundMessage,
+  scope: {
+    verificationId: string;
+    delivery: number;
+    context: { channel: Channel; plan: Channel[]; to: string; tenant: string; deliveryTimeoutSeconds: number };
+    log: Logger;
+    deps: SendDeps;
+  },
+): Promise<SendOutcome> {
+  const { verificationId, delivery, context, log, deps } = scope;
   const recorded = await deps.store.markSent(verificationId, delivery, {
     provider: deps.provider.name,
     providerMessageId: sent.providerMessageId,
     status: sent.status,
     at: deps.now(),
   });
+  deps.metrics.messagesSent.inc({ channel: context.channel, provider: deps.provider.name, result: 'accepted' });
+  await recordSent(deps, { tenant: context.tenant, country: destinationCountry(context.to), message });
   // Arm the "no delivery receipt in time" fallback only when there is somewhere to fall back to
   // and nothing has already settled the delivery (a receipt can overtake the provider's answer).
   const settled = recorded.fellBack || ['delivered', 'read', 'failed'].includes(recorded.status);
@@ -147,7 +174,7 @@ async function onSendError(
 
   if (retry) {
     deps.metrics.messagesSent.inc({ channel: context.channel, provider: deps.provider.name, result: 'retry' });
-    await deps.store.markRetry(verificationId, delivery, error.code);
+    await deps.store.markRetry(verificationId, delivery, error.code, error.outcomeUnknown);
     log.warn({ errorCode: error.code, kind: error.kind, attempt: job.attemptsMade + 1 }, 'send failed, will retry');
     throw error;
   }

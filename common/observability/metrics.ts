@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { CHANNELS } from '../domain/channel.js';
 
 /**
  * The process's Prometheus metrics. Label values come only from fixed sets (channel, provider,
@@ -13,6 +14,7 @@ export interface Metrics {
   messagesSent: Counter<'channel' | 'provider' | 'result'>;
   receipts: Counter<'channel' | 'status'>;
   fallbacks: Counter<'from' | 'to' | 'reason'>;
+  sendsInDoubt: Counter<'channel' | 'cause' | 'resolution'>;
   lateReceipts: Counter<'channel'>;
   webhookEvents: Counter<'type' | 'result'>;
   jobsSkipped: Counter<'queue' | 'reason'>;
@@ -99,6 +101,7 @@ export function createMetrics(options: { role: string; collectDefaults?: boolean
       labelNames: ['from', 'to', 'reason'],
       registers,
     }),
+    sendsInDoubt: inDoubtCounter(registers),
     lateReceipts: new Counter({
       name: 'kurir_late_receipts_total',
       help: 'Delivered/read receipts that arrived after the fallback went out (double sends).',
@@ -187,4 +190,23 @@ export function createMetrics(options: { role: string; collectDefaults?: boolean
       registers,
     }),
   };
+}
+
+/**
+ * Every series starts at 0: a possible duplicate (`resolution="resent"`) is rare, and an alert on
+ * `increase()` would miss the first one if its series only appeared with it.
+ */
+function inDoubtCounter(registers: Registry[]): Counter<'channel' | 'cause' | 'resolution'> {
+  const counter = new Counter({
+    name: 'kurir_sends_in_doubt_total',
+    help: 'Deliveries an earlier call may already have sent (cause worker_lost, provider_timeout), by how it was settled (found, absent, fell_back, resent).',
+    labelNames: ['channel', 'cause', 'resolution'] as const,
+    registers,
+  });
+  for (const channel of CHANNELS) {
+    for (const cause of ['worker_lost', 'provider_timeout']) {
+      for (const resolution of ['found', 'absent', 'fell_back', 'resent']) counter.inc({ channel, cause, resolution }, 0);
+    }
+  }
+  return counter;
 }

@@ -14,7 +14,30 @@ export interface MessagingProvider {
    * about a message delivery (template review, inbound message, an unknown type…).
    */
   parseReceipt(event: unknown): Receipt | null;
+  /**
+   * Asks the vendor whether it holds a message we may have sent: one whose send call got no
+   * answer (timeout, lost connection) or whose worker died before recording the answer.
+   * Resolves `unknown` where the vendor offers no way to look it up; throws
+   * {@link ProviderError} when asking failed.
+   */
+  lookup(query: SentLookup, options?: { signal?: AbortSignal }): Promise<LookupResult>;
 }
+
+/** A message whose fate we do not know, and when the vendor could have created it. */
+export interface SentLookup {
+  channel: Channel;
+  /** Our `externalId`, the only thing that names the message on both sides. */
+  externalId: string;
+  /** Epoch ms: from the start of the send call to its deadline, on our clock. */
+  sentBetween: { from: number; to: number };
+}
+
+/**
+ * - `found`: the vendor has it (send it again and the user gets it twice);
+ * - `absent`: the vendor says it has no such message (sending now sends it once);
+ * - `unknown`: the vendor cannot tell (no lookup for this channel, or too much traffic to search).
+ */
+export type LookupResult = { kind: 'found'; sent: SendResult } | { kind: 'absent' } | { kind: 'unknown'; reason: string };
 
 /** A message rendered for one channel; the adapter only maps it onto the vendor's wire format. */
 export type OutboundMessage = WhatsAppOtpMessage | SmsMessage | EmailMessage;
@@ -89,6 +112,11 @@ export class ProviderError extends Error {
   readonly retryAfterSeconds: number | undefined;
   /** True when the vendor told us the destination has no WhatsApp account (Meta 131026). */
   readonly notOnWhatsApp: boolean;
+  /**
+   * True when the vendor may have taken the message although we got no usable answer (a timeout
+   * or a connection lost after the request went out): sending again may send it twice.
+   */
+  readonly outcomeUnknown: boolean;
 
   constructor(
     message: string,
@@ -98,6 +126,7 @@ export class ProviderError extends Error {
       httpStatus?: number | undefined;
       retryAfterSeconds?: number | undefined;
       notOnWhatsApp?: boolean;
+      outcomeUnknown?: boolean;
       cause?: unknown;
     },
   ) {
@@ -107,6 +136,7 @@ export class ProviderError extends Error {
     this.httpStatus = details.httpStatus;
     this.retryAfterSeconds = details.retryAfterSeconds;
     this.notOnWhatsApp = details.notOnWhatsApp ?? false;
+    this.outcomeUnknown = details.outcomeUnknown ?? false;
   }
 
   get retryable(): boolean {

@@ -125,12 +125,16 @@ return { 'pending', maxAttempts - attempts, 0, dmac }
  * `retrying` (or from `sending` left behind by a run with another token, i.e. a worker that died
  * mid-call), so a duplicate or replayed job never sends a finished delivery again. Refuses when
  * the verification is no longer pending: a backlog never delivers a stale code.
- * → {'go', to, channel, locale, purpose, tenant, codeSealed, expiresAt, plan, timeoutSeconds}
+ * The run that goes is told when the delivery is *in doubt* — an earlier call may have reached
+ * the provider: a `sending` left by a dead worker (`worker_lost`) or a retry after a call whose
+ * outcome was unknown (`provider_timeout`, flagged by mark_retry) — with when that call started.
+ * → {'go' | 'doubt', to, channel, locale, purpose, tenant, codeSealed, expiresAt, plan,
+ *    timeoutSeconds, doubtCause, doubtSince}
  *   | {'stale', status} | {'done', deliveryStatus} | {'missing'}
  */
 export const BEGIN_SEND = script(`
 local n, now, token, margin = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4] or '0')
-local d = redis.call('HMGET', KEY, dfield(n, 'st'), dfield(n, 'tok'), dfield(n, 'ch'))
+local d = redis.call('HMGET', KEY, dfield(n, 'st'), dfield(n, 'tok'), dfield(n, 'ch'), dfield(n, 'sst'), dfield(n, 'dbt'))
 if not d[1] then return { 'missing' } end
 local v = redis.call('HMGET', KEY, 'status', 'expiresAt', 'to', 'locale', 'purpose', 'tenant', 'codeSealed', 'plan', 'timeout', 'decoy')
 if v[10] then return { 'stale', 'decoy' } end
@@ -138,8 +142,11 @@ if v[10] then return { 'stale', 'decoy' } end
 if v[1] ~= 'pending' or now + margin >= tonumber(v[2]) then return { 'stale', v[1] == 'pending' and 'expired' or v[1] } end
 local st = d[1]
 if st == 'queued' or st == 'retrying' or (st == 'sending' and d[2] ~= token) then
-  redis.call('HSET', KEY, dfield(n, 'st'), 'sending', dfield(n, 'tok'), token)
-  return { 'go', v[3], d[3], v[4], v[5], v[6], v[7], v[2], v[8], v[9] }
+  local cause = ''
+  if st == 'sending' then cause = 'worker_lost' elseif st == 'retrying' and d[5] then cause = 'provider_timeout' end
+  redis.call('HSET', KEY, dfield(n, 'st'), 'sending', dfield(n, 'tok'), token, dfield(n, 'sst'), now)
+  redis.call('HDEL', KEY, dfield(n, 'dbt'))
+  return { cause == '' and 'go' or 'doubt', v[3], d[3], v[4], v[5], v[6], v[7], v[2], v[8], v[9], cause, d[4] or '' }
 end
 return { 'done', st }
 `);
@@ -162,11 +169,15 @@ end
 return { st, redis.call('HGET', KEY, dfield(n, 'fb')) or '' }
 `);
 
-/** mark_retry: ARGV = n, errorCode. A transient failure: the next job attempt may send again. */
+/**
+ * mark_retry: ARGV = n, errorCode, outcomeUnknown (1|0). A transient failure: the next job attempt
+ * may send again — after checking with the provider when this call may have reached it.
+ */
 export const MARK_RETRY = script(`
-local n, err = ARGV[1], ARGV[2]
+local n, err, unknown = ARGV[1], ARGV[2], ARGV[3]
 if redis.call('HGET', KEY, dfield(n, 'st')) == 'sending' then
   redis.call('HSET', KEY, dfield(n, 'st'), 'retrying', dfield(n, 'err'), err)
+  if unknown == '1' then redis.call('HSET', KEY, dfield(n, 'dbt'), '1') end
   return 1
 end
 return 0

@@ -83,8 +83,14 @@ export interface SendContext {
   plan: Channel[];
   deliveryTimeoutSeconds: number;
 }
+/**
+ * Why an earlier call for this delivery may have reached the provider: its worker died before
+ * recording the answer, or the call ended without a usable answer (timeout, lost connection).
+ */
+export type SendDoubt = { cause: 'worker_lost' | 'provider_timeout'; callStartedAt: number | undefined };
+
 export type BeginSendResult =
-  | { kind: 'go'; context: SendContext }
+  | { kind: 'go'; context: SendContext; doubt: SendDoubt | undefined }
   | { kind: 'stale'; status: string }
   | { kind: 'done'; status: string }
   | { kind: 'missing' };
@@ -306,12 +312,18 @@ export class VerificationStore {
   async beginSend(id: string, delivery: number, now: number, token: string, marginMs = 0): Promise<BeginSendResult> {
     const reply = await this.scripts.kurirBeginSend(this.keys.verification(id), delivery, now, token, marginMs);
     const kind = str(reply[0]);
-    if (kind === 'go') {
+    if (kind === 'go' || kind === 'doubt') {
       const channel = str(reply[2]);
       const locale = str(reply[3]);
       if (!isChannel(channel) || !isLocale(locale)) throw new Error('store: corrupt delivery record');
+      const cause = str(reply[10]);
+      const callStartedAt = str(reply[11]);
       return {
-        kind,
+        kind: 'go',
+        doubt:
+          kind === 'doubt' && (cause === 'worker_lost' || cause === 'provider_timeout')
+            ? { cause, callStartedAt: callStartedAt === '' ? undefined : Number(callStartedAt) }
+            : undefined,
         context: {
           to: str(reply[1]),
           channel,
@@ -343,8 +355,9 @@ export class VerificationStore {
     return { status: str(reply[0]), fellBack: str(reply[1]) !== '' };
   }
 
-  async markRetry(id: string, delivery: number, errorCode: string): Promise<void> {
-    await this.scripts.kurirMarkRetry(this.keys.verification(id), delivery, errorCode);
+  /** @param outcomeUnknown the failed call may have reached the provider: the retry checks first. */
+  async markRetry(id: string, delivery: number, errorCode: string, outcomeUnknown = false): Promise<void> {
+    await this.scripts.kurirMarkRetry(this.keys.verification(id), delivery, errorCode, outcomeUnknown ? 1 : 0);
   }
 
   async fallback(id: string, delivery: number, reason: FallbackReason, now: number, errorCode = ''): Promise<FallbackResult> {

@@ -11,7 +11,10 @@ import { metricValue, numberFactory, pooled, startChaosKurir, type ChaosKurir } 
  * - `…1005`: 503 twice, then 200 → delivered on the third attempt, no SMS;
  * - timeout: the proxy swallows the WhatsApp call and only drops the connection after
  *   `YCLOUD_TIMEOUT_MS` + 700 ms, so every attempt times out in our adapter → 3 attempts, then SMS;
- * - `…1009`: 429 → a rate-limited WhatsApp with a next channel falls back at once (reason `rejected`).
+ * - `…1009`: 429 → a rate-limited WhatsApp with a next channel falls back at once (reason `rejected`);
+ * - late SMS answer: `…1003` (not on WhatsApp → SMS at once), and the proxy holds the SMS answer
+ *   past `YCLOUD_TIMEOUT_MS` although the simulator took the message, with its receipts lost: the
+ *   retry finds the SMS in YCloud's records (`GET /v2/sms`) and does not send it again.
  *
  * All roles run in one `main.ts` process here: it is the only layout in which one `/metrics`
  * shows the worker's counters (see the todo in worker-kill.test.ts).
@@ -21,12 +24,13 @@ const POLICY = fileURLToPath(new URL('./chaos.policy.yaml', import.meta.url));
 const PROVIDER_TIMEOUT_MS = 1000;
 const EACH = 5;
 
-type Kind = 'unavailable' | 'flaky' | 'timeout' | 'rate_limited';
+type Kind = 'unavailable' | 'flaky' | 'timeout' | 'rate_limited' | 'sms_late_answer';
 
 describe('chaos 4: provider 500s and timeouts', { timeout: 90_000 }, () => {
   let kurir: ChaosKurir;
   const next = numberFactory();
   const timeoutNumbers = new Set<string>();
+  const lateSmsNumbers = new Set<string>();
   const cases: { kind: Kind; to: string; id: string }[] = [];
   let before0 = '';
   let after0 = '';
@@ -37,13 +41,23 @@ describe('chaos 4: provider 500s and timeouts', { timeout: 90_000 }, () => {
       env: { KURIR_POLICY_FILE: POLICY, YCLOUD_TIMEOUT_MS: String(PROVIDER_TIMEOUT_MS), KURIR_DELIVERY_TIMEOUT_SECONDS: '5' },
       proxy: {
         blackholeMs: ({ path, to }) => (path.includes('/whatsapp/') && to !== undefined && timeoutNumbers.has(to) ? PROVIDER_TIMEOUT_MS + 700 : undefined),
+        answerDelayMs: ({ path, to }) => (path === '/v2/sms' && to !== undefined && lateSmsNumbers.has(to) ? PROVIDER_TIMEOUT_MS + 500 : 0),
       },
+      muteReceipts: ({ to }) => to !== undefined && lateSmsNumbers.has(to),
     });
     const planned: { kind: Kind; to: string }[] = [];
     for (let i = 0; i < EACH; i += 1) {
       const slow = next();
       timeoutNumbers.add(slow);
-      planned.push({ kind: 'unavailable', to: next('1004') }, { kind: 'flaky', to: next('1005') }, { kind: 'timeout', to: slow }, { kind: 'rate_limited', to: next('1009') });
+      const lateSms = next('1003');
+      lateSmsNumbers.add(lateSms);
+      planned.push(
+        { kind: 'unavailable', to: next('1004') },
+        { kind: 'flaky', to: next('1005') },
+        { kind: 'timeout', to: slow },
+        { kind: 'rate_limited', to: next('1009') },
+        { kind: 'sms_late_answer', to: lateSms },
+      );
     }
     before0 = await kurir.metrics();
     await pooled(planned, 10, async (plan) => {
@@ -126,6 +140,23 @@ describe('chaos 4: provider 500s and timeouts', { timeout: 90_000 }, () => {
     }
   });
 
+  test(`an SMS accepted but answered after YCLOUD_TIMEOUT_MS, receipts lost: found by lookup on the retry, sent once`, async () => {
+    for (const c of cases.filter((c) => c.kind === 'sms_late_answer')) {
+      assert.equal(smsAccepted(c.id).length, 1, `${c.id}: SMS sent ${smsAccepted(c.id).length} times`);
+      const posts = (kurir.proxy?.calls() ?? []).filter((call) => call.method === 'POST' && call.externalId === `${c.id}-2`);
+      assert.equal(posts.length, 1, 'the retry must not post the SMS again');
+      const [, second] = await deliveries(c.id);
+      assert.equal(second?.channel, 'sms');
+      // Adopted from the provider's record, whose status followed the (lost) receipts.
+      assert.ok(['accepted', 'sent', 'delivered'].includes(String(second?.status)), JSON.stringify(second));
+    }
+    const lookups = (kurir.proxy?.calls() ?? []).filter((call) => call.method === 'GET' && call.path.startsWith('/v2/sms'));
+    assert.ok(lookups.length >= EACH, `only ${lookups.length} lookups`);
+    const delta = metricValue(after0, 'kurir_sends_in_doubt_total', { channel: 'sms', cause: 'provider_timeout', resolution: 'found' }) -
+      metricValue(before0, 'kurir_sends_in_doubt_total', { channel: 'sms', cause: 'provider_timeout', resolution: 'found' });
+    assert.equal(delta, EACH);
+  });
+
   test('/metrics counted every retry, every final failure and every fallback', (t) => {
     const delta = (name: string, labels: Record<string, string>) => metricValue(after0, name, labels) - metricValue(before0, name, labels);
     const moved = {
@@ -139,10 +170,13 @@ describe('chaos 4: provider 500s and timeouts', { timeout: 90_000 }, () => {
     assert.deepEqual(moved, {
       // 2 retries each for …1004, …1005 and the timeouts; the 3rd attempt is final (or succeeds).
       retry: 3 * EACH * 2,
-      failed: 3 * EACH,
+      // Final failures: …1004, the timeouts, …1009 and …1003.
+      failed: 4 * EACH,
       fallbackFailed: 2 * EACH,
-      fallbackRejected: EACH,
-      smsAccepted: 3 * EACH,
+      // …1009's 429 and …1003's 131026.
+      fallbackRejected: 2 * EACH,
+      // The late SMS counts once, when the lookup found it.
+      smsAccepted: 4 * EACH,
     });
   });
 });

@@ -405,6 +405,31 @@ describe('VerificationStore.beginSend', () => {
     });
   });
 
+  it('says when a delivery is in doubt, and since when: a crash mid-call, or a retry after an unknown outcome', async () => {
+    await withStore('send-doubt', async ({ store }) => {
+      const id = await seed(store);
+      const fresh = await store.beginSend(id, 1, T0 + 100, 'tok-a');
+      assert.equal(fresh.kind === 'go' ? fresh.doubt : 'not go', undefined);
+
+      // tok-a died mid-call: the next run learns that the call it may repeat started at T0 + 100.
+      const afterCrash = await store.beginSend(id, 1, T0 + 40_000, 'tok-b');
+      assert.deepEqual(afterCrash.kind === 'go' ? afterCrash.doubt : 'not go', { cause: 'worker_lost', callStartedAt: T0 + 100 });
+
+      // A failure that says nothing about the provider (an HTTP 503) leaves no doubt…
+      await store.markRetry(id, 1, 'http_503', false);
+      const afterRefusal = await store.beginSend(id, 1, T0 + 41_000, 'tok-b');
+      assert.equal(afterRefusal.kind === 'go' ? afterRefusal.doubt : 'not go', undefined);
+
+      // …a timeout does, once: the run that settles it clears the flag.
+      await store.markRetry(id, 1, 'timeout', true);
+      const afterTimeout = await store.beginSend(id, 1, T0 + 50_000, 'tok-c');
+      assert.deepEqual(afterTimeout.kind === 'go' ? afterTimeout.doubt : 'not go', { cause: 'provider_timeout', callStartedAt: T0 + 41_000 });
+      await store.markRetry(id, 1, 'http_503', false);
+      const settled = await store.beginSend(id, 1, T0 + 51_000, 'tok-d');
+      assert.equal(settled.kind === 'go' ? settled.doubt : 'not go', undefined);
+    });
+  });
+
   it('is stale once the verification is approved, canceled or expired, and missing for an unknown delivery', async () => {
     await withStore('send-stale', async ({ store }) => {
       const approved = await seed(store);

@@ -219,7 +219,24 @@ export function classifyFetchFailure(
   const code = signals.caller?.aborted === true ? 'aborted' : signals.timeout.aborted ? 'timeout' : 'network';
   const reason =
     code === 'aborted' ? 'aborted by caller' : code === 'timeout' ? 'timed out' : 'network error';
-  return new ProviderError(`YCloud ${channel} send failed: ${reason}`, { code, kind: 'transient', cause: error });
+  return new ProviderError(`YCloud ${channel} send failed: ${reason}`, {
+    code,
+    kind: 'transient',
+    outcomeUnknown: code !== 'network' || !failedBeforeSending(error),
+    cause: error,
+  });
+}
+
+/** Errors of the connect phase: the request never left, so YCloud cannot have the message. */
+const CONNECT_PHASE_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_CONNECT_TIMEOUT']);
+
+/** Walks `fetch`'s `cause` chain (undici wraps the socket error) for a connect-phase code. */
+function failedBeforeSending(error: unknown): boolean {
+  for (let current: unknown = error, depth = 0; current instanceof Error && depth < 5; current = current.cause, depth += 1) {
+    const code = (current as { code?: unknown }).code;
+    if (typeof code === 'string' && CONNECT_PHASE_CODES.has(code)) return true;
+  }
+  return false;
 }
 
 /**
@@ -233,6 +250,8 @@ export function invalidSuccessResponse(channel: Channel, httpStatus: number): Pr
     code: 'invalid_response',
     kind: 'transient',
     httpStatus,
+    // A 2xx came back: YCloud most likely took the message.
+    outcomeUnknown: true,
   });
 }
 

@@ -3,6 +3,8 @@ import { z } from 'zod';
 import type { Channel } from '../../domain/channel.js';
 import type {
   EmailMessage,
+  LookupResult,
+  SentLookup,
   MessagingProvider,
   OutboundMessage,
   Receipt,
@@ -17,6 +19,7 @@ import {
   failedOnSubmit,
   invalidSuccessResponse,
 } from './ycloud-errors.js';
+import { lookupSent } from './ycloud-lookup.js';
 
 /**
  * YCloud adapter for all three channels (WhatsApp templates via `sendDirectly`, SMS, email).
@@ -109,6 +112,14 @@ export function createYCloudProvider(options: YCloudProviderOptions): MessagingP
     },
 
     parseReceipt,
+
+    async lookup(query: SentLookup, lookupOptions?: { signal?: AbortSignal }): Promise<LookupResult> {
+      return await lookupSent(
+        query,
+        { baseUrl, apiKey: options.apiKey, timeoutMs: options.timeoutMs, fetch: doFetch, mapStatus },
+        lookupOptions?.signal,
+      );
+    },
   };
 }
 

@@ -92,6 +92,8 @@ export interface ChaosKurir {
   waitSettled(options: { timeoutMs: number; quietMs?: number }): Promise<number>;
   /** The API's /metrics text. */
   metrics(): Promise<string>;
+  /** The /metrics text of every running worker process (each gets its own METRICS_PORT). */
+  workerMetrics(): Promise<string[]>;
   /** Posts a signed YCloud event to the API, as the provider would. */
   postWebhook(event: Record<string, unknown>): Promise<number>;
   transcripts(): string;
@@ -149,10 +151,13 @@ export async function startChaosKurir(options: ChaosOptions = {}): Promise<Chaos
     KURIR_PUBLIC_URL: apiUrl,
     LOG_FORMAT: 'json',
     LOG_LEVEL: 'warn',
+    // Off for the API (it serves /metrics itself) and the scheduler; each worker gets its own.
+    METRICS_PORT: '0',
     ...options.env,
   };
 
   const workers: KurirProcess[] = [];
+  const metricsPorts = new Map<KurirProcess, number>();
   let workerSerial = 0;
   const queue = (name: QueueName): Queue => {
     let found = queues.get(name);
@@ -185,7 +190,9 @@ export async function startChaosKurir(options: ChaosOptions = {}): Promise<Chaos
     queue,
     async spawnWorker() {
       workerSerial += 1;
-      const worker = group.spawn(`worker-${workerSerial}`, 'worker/main.ts', env);
+      const metricsPort = await freePort();
+      const worker = group.spawn(`worker-${workerSerial}`, 'worker/main.ts', { ...env, METRICS_PORT: String(metricsPort) });
+      metricsPorts.set(worker, metricsPort);
       workers.push(worker);
       return worker;
     },
@@ -293,6 +300,15 @@ export async function startChaosKurir(options: ChaosOptions = {}): Promise<Chaos
     async metrics() {
       const response = await fetch(`${apiUrl}/metrics`);
       return await response.text();
+    },
+    async workerMetrics() {
+      const running = workers.filter((worker) => worker.running && metricsPorts.has(worker));
+      return await Promise.all(
+        running.map(async (worker) => {
+          const response = await fetch(`http://127.0.0.1:${metricsPorts.get(worker) ?? 0}/metrics`);
+          return await response.text();
+        }),
+      );
     },
     async postWebhook(event) {
       const raw = Buffer.from(JSON.stringify(event));

@@ -15,6 +15,8 @@ import type { AddressInfo } from 'node:net';
 export interface ProxiedCall {
   /** Epoch ms the call reached the proxy. */
   at: number;
+  /** `POST` for sends, `GET` for Kurir's lookups of SMS it is unsure about. */
+  method: string;
   path: string;
   externalId: string | undefined;
   to: string | undefined;
@@ -86,6 +88,7 @@ export async function startProviderProxy(options: ProviderProxyOptions): Promise
     const info: CallInfo = { path, ...peek(body) };
     const call: ProxiedCall = {
       at: Date.now(),
+      method: req.method ?? 'POST',
       ...info,
       fate: 'pending',
       callerPort: req.socket.remotePort,
@@ -130,7 +133,12 @@ export async function startProviderProxy(options: ProviderProxyOptions): Promise
         const value = req.headers[name];
         if (typeof value === 'string') forwarded[name] = value;
       }
-      const response = await fetch(`${options.upstream}${path}`, { method: req.method ?? 'POST', headers: forwarded, body });
+      const method = req.method ?? 'POST';
+      const response = await fetch(`${options.upstream}${path}`, {
+        method,
+        headers: forwarded,
+        ...(method === 'GET' || method === 'HEAD' ? {} : { body }),
+      });
       status = response.status;
       text = await response.text();
       headers = { 'content-type': response.headers.get('content-type') ?? 'application/json' };
