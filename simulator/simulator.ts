@@ -15,6 +15,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { parsePhoneNumberFromString } from 'libphonenumber-js';
 import { z } from 'zod';
 import type { Channel } from '../common/domain/channel.js';
+import { createKeepAliveTransport } from '../common/http/keep-alive-transport.js';
 import { signatureHeader } from '../common/providers/ycloud/ycloud-signature.js';
 import { parseSmsListQuery, SmsRecords } from './sms-records.js';
 import { outcomeFor, type Outcome, type Refusal, type ReceiptStep, type SimulatedStatus } from './magic-numbers.js';
@@ -165,6 +166,8 @@ export async function startSimulator(options: SimulatorOptions): Promise<Simulat
   // One controller for everything asynchronous we own: aborting it cancels every pending receipt
   // delay and every in-flight POST, which is what lets close() leave nothing behind.
   const lifetime = new AbortController();
+  // Receipts go out on a keep-alive pool: a receipt per status per send is most of its traffic.
+  const http = createKeepAliveTransport();
   const signal = lifetime.signal;
   // Every pending receipt listens on it: hundreds at once under load are expected, not a leak.
   setMaxListeners(0, signal);
@@ -304,7 +307,7 @@ export async function startSimulator(options: SimulatorOptions): Promise<Simulat
       if (attempt > 1) await delay(retryDelayMs, undefined, { signal });
       url = webhookUrl;
       try {
-        const response = await fetch(url, {
+        const response = await http.send(url, {
           method: 'POST',
           headers: {
             'content-type': 'application/json',
@@ -313,11 +316,10 @@ export async function startSimulator(options: SimulatorOptions): Promise<Simulat
             'ycloud-signature': signatureHeader(options.webhookSecret, Math.floor(Date.now() / 1000), event.body),
           },
           body: event.body,
-          signal: AbortSignal.any([signal, AbortSignal.timeout(RECEIPT_TIMEOUT_MS)]),
+          timeoutMs: RECEIPT_TIMEOUT_MS,
+          signal,
         });
-        // Drained so the keep-alive socket is reusable and nothing dangles after close.
-        await response.arrayBuffer();
-        if (response.ok) return;
+        if (response.status >= 200 && response.status < 300) return;
         reason = `HTTP ${response.status}`;
       } catch (error) {
         if (signal.aborted) throw error;
@@ -368,6 +370,7 @@ export async function startSimulator(options: SimulatorOptions): Promise<Simulat
       // Already closed.
     }
     await Promise.allSettled([...pipelines]);
+    http.close();
   }
 
   return {

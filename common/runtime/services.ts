@@ -3,6 +3,7 @@ import { loadPolicy, type Policy } from '../config/policy.js';
 import { JobQueues } from '../jobs/queues.js';
 import { createLogger, type Logger } from '../observability/logger.js';
 import { createMetrics, type Metrics } from '../observability/metrics.js';
+import { createKeepAliveTransport } from '../http/keep-alive-transport.js';
 import type { MessagingProvider } from '../providers/provider.js';
 import { createYCloudProvider } from '../providers/ycloud/ycloud.provider.js';
 import { DailyBudget } from '../security/budget.js';
@@ -65,6 +66,8 @@ export function createServices(
   const budget = new DailyBudget(redis, keys.prefix);
   const guard = new PumpingGuard(redis, { keyPrefix: keys.prefix });
   const gate = new SendGate({ limiter: new SendLimiter(redis), guard, budget, lockout, keyPrefix: keys.prefix });
+  // One keep-alive pool per process for every provider call.
+  const http = createKeepAliveTransport();
   const provider = createYCloudProvider({
     baseUrl: config.provider.baseUrl,
     apiKey: config.provider.apiKey,
@@ -72,6 +75,7 @@ export function createServices(
     smsSenderId: config.provider.smsSenderId,
     emailFrom: config.provider.emailFrom,
     timeoutMs: config.provider.timeoutMs,
+    transport: http.send,
   });
   for (const name of config.developmentDefaults) {
     logger.warn({ setting: name }, 'using a built-in development default; set it before going to production');
@@ -99,6 +103,7 @@ export function createServices(
         // Queues first (they use the command connection), then the connections themselves.
         await queues.close().catch((error: unknown) => logger.warn({ err: error }, 'closing queues failed'));
         await Promise.allSettled([redis.quit(), workerRedis.quit()]);
+        http.close();
       })()),
   };
 }

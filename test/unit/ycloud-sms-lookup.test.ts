@@ -17,14 +17,13 @@ import { startSimulator, type Simulator } from '../../simulator/simulator.js';
 const API_KEY = 'lookup_test_key';
 const SPEC_URL = new URL('../../../shared/reference/ycloud-openapi-v2.yaml', import.meta.url);
 
-function adapter(baseUrl: string, fetchImpl?: typeof fetch, timeoutMs = 2000): MessagingProvider {
+function adapter(baseUrl: string, timeoutMs = 2000): MessagingProvider {
   return createYCloudProvider({
     baseUrl,
     apiKey: API_KEY,
     whatsappFrom: '+15550001000',
     emailFrom: 'Kurir<no-reply@kurir.example>',
     timeoutMs,
-    ...(fetchImpl === undefined ? {} : { fetch: fetchImpl }),
   });
 }
 
@@ -239,7 +238,7 @@ describe('which failed sends may have reached the provider (outcomeUnknown)', ()
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v2`;
     try {
-      const timedOut = await failure(adapter(baseUrl, undefined, 100));
+      const timedOut = await failure(adapter(baseUrl, 100));
       assert.deepEqual([timedOut.code, timedOut.outcomeUnknown], ['timeout', true]);
       mode = 'drop';
       const dropped = await failure(adapter(baseUrl));

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describe, test } from 'node:test';
+import { HttpAbortedError, HttpTimeoutError, type HttpTransport } from '../../common/http/keep-alive-transport.js';
 
 import {
   ProviderError,
@@ -12,7 +13,7 @@ import {
   type WhatsAppOtpMessage,
 } from '../../common/providers/provider.js';
 import {
-  classifyFetchFailure,
+  classifyTransportFailure,
   classifyHttpError,
   classifyMetaCode,
   parseErrorBody,
@@ -474,12 +475,13 @@ describe('YCloud send: failures', () => {
     );
   });
 
-  test('fetch throwing a TypeError (refused, DNS, reset) → transient network', async () => {
-    const failingFetch: typeof fetch = () => Promise.reject(new TypeError('fetch failed'));
-    const error = await sendFails(provider('http://127.0.0.1:9/v2', { fetch: failingFetch }), emailMessage);
+  test('a socket error (refused, DNS, reset) → transient network', async () => {
+    const reset = Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' });
+    const failing: HttpTransport = () => Promise.reject(reset);
+    const error = await sendFails(provider('http://127.0.0.1:9/v2', { transport: failing }), emailMessage);
     assert.equal(error.kind, 'transient');
     assert.equal(error.code, 'network');
-    assert.ok(error.cause instanceof TypeError);
+    assert.equal(error.cause, reset);
   });
 });
 
@@ -675,13 +677,19 @@ describe('YCloud error classification table', () => {
     });
   });
 
-  test('classifyFetchFailure: caller abort wins over timeout, then timeout, then network', () => {
-    const aborted = AbortSignal.abort();
-    const live = new AbortController().signal;
-    assert.equal(classifyFetchFailure('sms', new Error('x'), { caller: aborted, timeout: aborted }).code, 'aborted');
-    assert.equal(classifyFetchFailure('sms', new Error('x'), { caller: live, timeout: aborted }).code, 'timeout');
-    assert.equal(classifyFetchFailure('sms', new TypeError('fetch failed'), { caller: live, timeout: live }).code, 'network');
-    assert.equal(classifyFetchFailure('sms', new TypeError('fetch failed'), { timeout: live }).kind, 'transient');
+  test('classifyTransportFailure: caller abort, timeout, network; which of them may have reached YCloud', () => {
+    const cases: [unknown, string, boolean][] = [
+      [new HttpAbortedError('x', true), 'aborted', true],
+      [new HttpAbortedError('x', false), 'aborted', false],
+      [new HttpTimeoutError('x'), 'timeout', true],
+      [Object.assign(new Error('x'), { code: 'ECONNREFUSED' }), 'network', false],
+      [new Error('wrapped', { cause: Object.assign(new Error('x'), { code: 'ENOTFOUND' }) }), 'network', false],
+      [Object.assign(new Error('x'), { code: 'ECONNRESET' }), 'network', true],
+    ];
+    for (const [error, code, unknown] of cases) {
+      const classified = classifyTransportFailure('sms', error);
+      assert.deepEqual([classified.code, classified.kind, classified.outcomeUnknown], [code, 'transient', unknown], String(error));
+    }
   });
 });
 

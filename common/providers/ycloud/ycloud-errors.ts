@@ -1,6 +1,7 @@
 import { z } from 'zod';
 
 import type { Channel } from '../../domain/channel.js';
+import { HttpAbortedError, HttpTimeoutError } from '../../http/keep-alive-transport.js';
 import { ProviderError, type ProviderErrorKind } from '../provider.js';
 
 /**
@@ -206,23 +207,20 @@ export function classifyHttpError(failure: HttpFailure): ProviderError {
 }
 
 /**
- * Classifies a `fetch` that threw (no HTTP response, or the body could not be read). The signals
- * tell who stopped it: the caller (`aborted`, e.g. a worker shutting down), our own deadline
- * (`timeout`), or the network (`network`: refused, reset, DNS, TLS). All are transient: the
- * vendor never answered, so nothing says the request was wrong.
+ * Classifies an HTTP exchange that threw (no HTTP response, or the body could not be read): the
+ * caller stopped it (`aborted`, e.g. a worker shutting down), our own deadline did (`timeout`), or
+ * the network (`network`: refused, reset, DNS, TLS). All are transient: the vendor never answered,
+ * so nothing says the request was wrong. Only a failure of the connect phase proves the vendor
+ * never got the request; anything later leaves the outcome unknown.
  */
-export function classifyFetchFailure(
-  channel: Channel,
-  error: unknown,
-  signals: { caller?: AbortSignal | undefined; timeout: AbortSignal },
-): ProviderError {
-  const code = signals.caller?.aborted === true ? 'aborted' : signals.timeout.aborted ? 'timeout' : 'network';
+export function classifyTransportFailure(channel: Channel, error: unknown): ProviderError {
+  const code = error instanceof HttpAbortedError ? 'aborted' : error instanceof HttpTimeoutError ? 'timeout' : 'network';
   const reason =
     code === 'aborted' ? 'aborted by caller' : code === 'timeout' ? 'timed out' : 'network error';
   return new ProviderError(`YCloud ${channel} send failed: ${reason}`, {
     code,
     kind: 'transient',
-    outcomeUnknown: code !== 'network' || !failedBeforeSending(error),
+    outcomeUnknown: error instanceof HttpAbortedError ? error.requestStarted : code === 'timeout' || !failedBeforeSending(error),
     cause: error,
   });
 }

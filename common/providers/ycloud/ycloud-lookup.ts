@@ -1,7 +1,8 @@
 import { z } from 'zod';
 
 import type { LookupResult, ReceiptStatus, SentLookup } from '../provider.js';
-import { classifyFetchFailure, classifyHttpError } from './ycloud-errors.js';
+import type { HttpReply, HttpTransport } from '../../http/keep-alive-transport.js';
+import { classifyHttpError, classifyTransportFailure } from './ycloud-errors.js';
 
 /**
  * Finds a message we may have sent among YCloud's records. Only SMS can be searched: YCloud
@@ -13,7 +14,7 @@ export interface LookupOptions {
   baseUrl: string;
   apiKey: string;
   timeoutMs: number;
-  fetch: typeof fetch;
+  transport: HttpTransport;
   mapStatus(status: string | undefined): ReceiptStatus | undefined;
 }
 
@@ -54,30 +55,29 @@ export async function lookupSent(query: SentLookup, options: LookupOptions, sign
 }
 
 async function getJson(url: string, options: LookupOptions, signal: AbortSignal | undefined): Promise<unknown> {
-  const timeout = AbortSignal.timeout(options.timeoutMs);
-  let response: Response;
-  let text: string;
+  let reply: HttpReply;
   try {
-    response = await options.fetch(url, {
+    reply = await options.transport(url, {
+      method: 'GET',
       headers: { 'X-API-Key': options.apiKey, Accept: 'application/json' },
-      signal: signal === undefined ? timeout : AbortSignal.any([timeout, signal]),
+      timeoutMs: options.timeoutMs,
+      signal,
     });
-    text = await response.text();
   } catch (error) {
-    throw classifyFetchFailure('sms', error, { caller: signal, timeout });
+    throw classifyTransportFailure('sms', error);
   }
-  if (!response.ok) {
+  if (reply.status < 200 || reply.status > 299) {
     throw classifyHttpError({
       channel: 'sms',
-      httpStatus: response.status,
-      bodyText: text,
-      retryAfterHeader: response.headers.get('retry-after'),
-      requestIdHeader: response.headers.get('ycloud-request-id'),
+      httpStatus: reply.status,
+      bodyText: reply.text,
+      retryAfterHeader: reply.header('retry-after') ?? null,
+      requestIdHeader: reply.header('ycloud-request-id') ?? null,
       nowMs: Date.now(),
     });
   }
   try {
-    return JSON.parse(text) as unknown;
+    return JSON.parse(reply.text) as unknown;
   } catch {
     return undefined;
   }

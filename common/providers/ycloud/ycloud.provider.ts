@@ -13,8 +13,9 @@ import type {
   SmsMessage,
   WhatsAppOtpMessage,
 } from '../provider.js';
+import { createKeepAliveTransport, type HttpReply, type HttpTransport } from '../../http/keep-alive-transport.js';
 import {
-  classifyFetchFailure,
+  classifyTransportFailure,
   classifyHttpError,
   failedOnSubmit,
   invalidSuccessResponse,
@@ -41,14 +42,14 @@ export interface YCloudProviderOptions {
   emailFrom: string;
   /** Deadline for one HTTP call, body included. */
   timeoutMs: number;
-  /** Injectable for tests; defaults to the global `fetch`. */
-  fetch?: typeof fetch;
+  /** The HTTP client; a shared keep-alive pool per process. Defaults to a pool of its own. */
+  transport?: HttpTransport;
 }
 
 /** Creates the YCloud {@link MessagingProvider}. Stateless: safe to share across concurrent jobs. */
 export function createYCloudProvider(options: YCloudProviderOptions): MessagingProvider {
   const baseUrl = options.baseUrl.replace(/\/+$/, '');
-  const doFetch = options.fetch ?? fetch;
+  const transport = options.transport ?? createKeepAliveTransport().send;
 
   async function post(
     channel: Channel,
@@ -56,12 +57,11 @@ export function createYCloudProvider(options: YCloudProviderOptions): MessagingP
     body: unknown,
     signal: AbortSignal | undefined,
   ): Promise<SendResult> {
-    const timeout = AbortSignal.timeout(options.timeoutMs);
-    const combined = signal === undefined ? timeout : AbortSignal.any([timeout, signal]);
-    let response: Response;
-    let text: string;
+    let reply: HttpReply;
     try {
-      response = await doFetch(`${baseUrl}${path}`, {
+      // The deadline covers the body too: a server that sends headers and then stalls must not
+      // hold a worker slot forever.
+      reply = await transport(`${baseUrl}${path}`, {
         method: 'POST',
         headers: {
           'X-API-Key': options.apiKey,
@@ -69,26 +69,24 @@ export function createYCloudProvider(options: YCloudProviderOptions): MessagingP
           Accept: 'application/json',
         },
         body: JSON.stringify(body),
-        signal: combined,
+        timeoutMs: options.timeoutMs,
+        signal,
       });
-      // Reading the body is inside the deadline too: a server that sends headers and then
-      // stalls must not hold a worker slot forever.
-      text = await response.text();
     } catch (error) {
-      throw classifyFetchFailure(channel, error, { caller: signal, timeout });
+      throw classifyTransportFailure(channel, error);
     }
 
-    if (!response.ok) {
+    if (reply.status < 200 || reply.status > 299) {
       throw classifyHttpError({
         channel,
-        httpStatus: response.status,
-        bodyText: text,
-        retryAfterHeader: response.headers.get('retry-after'),
-        requestIdHeader: response.headers.get('ycloud-request-id'),
+        httpStatus: reply.status,
+        bodyText: reply.text,
+        retryAfterHeader: reply.header('retry-after') ?? null,
+        requestIdHeader: reply.header('ycloud-request-id') ?? null,
         nowMs: Date.now(),
       });
     }
-    return readSuccess(channel, response.status, text);
+    return readSuccess(channel, reply.status, reply.text);
   }
 
   return {
@@ -116,7 +114,7 @@ export function createYCloudProvider(options: YCloudProviderOptions): MessagingP
     async lookup(query: SentLookup, lookupOptions?: { signal?: AbortSignal }): Promise<LookupResult> {
       return await lookupSent(
         query,
-        { baseUrl, apiKey: options.apiKey, timeoutMs: options.timeoutMs, fetch: doFetch, mapStatus },
+        { baseUrl, apiKey: options.apiKey, timeoutMs: options.timeoutMs, transport, mapStatus },
         lookupOptions?.signal,
       );
     },
