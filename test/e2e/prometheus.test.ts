@@ -666,7 +666,7 @@ describe('a real Prometheus scraping a running Kurir', { skip: SKIP, timeout: 90
     assert.ok(refusals.includes('number_type/enforce') && refusals.includes('pumping_guard/shadow'), refusals.join());
     assert.deepEqual(await labels('Webhook failures (last hour)', 'type'), ['unverified']);
     assert.deepEqual(await labels('Watchdog alarms', 'queue'), ['send-email']);
-    assert.ok((await labels('Double sends (delivered after the fallback)', 'channel')).includes('whatsapp'));
+    assert.ok((await labels('Double sends (delivered after the fallback; re-sent in doubt)', 'channel')).includes('whatsapp'));
     assert.ok((await labels('Pumping quarantines (last hour)', 'dimension')).includes('prefix'));
     const rate = await vector(find('Delivery rate by channel'));
     for (const channel of ['whatsapp', 'sms']) {
