@@ -88,6 +88,9 @@ export function createApp(deps: ApiDeps): express.Express {
   app.disable('x-powered-by');
   app.set('trust proxy', false);
   app.set('query parser', 'simple');
+  // Every answer is Cache-Control: no-store, so a validator is never used; computing it hashed
+  // every response body.
+  app.set('etag', false);
 
   app.use((req, res, next) => {
     const given = req.get('x-request-id');

@@ -198,15 +198,21 @@ export async function createVerification(
   const id = verificationIdFor(deps.config.secret, tenant, input.idempotencyKey);
 
   const route = routeForCountry(deps.policy, destination.country, deps.config.delivery.timeoutSeconds);
-  const knownNoWhatsApp =
-    destination.kind === 'phone' &&
-    (await deps.redis.exists(deps.keys.noWhatsApp(deps.vault.mac('no-whatsapp', destination.value)))) === 1;
+  const destinationMac = deps.vault.mac('destination', destination.value);
+  // Two independent reads in one round trip: the routing hint and the destination's lockout,
+  // which the gate would otherwise read on its own before its script.
+  const [knownNoWhatsApp, lock] = await Promise.all([
+    destination.kind === 'phone'
+      ? deps.redis.exists(deps.keys.noWhatsApp(deps.vault.mac('no-whatsapp', destination.value))).then((found) => found === 1)
+      : false,
+    deps.lockout.state(destinationMac),
+  ]);
   const { plan, reason } = planFor(destination, request.channel, route.plan, knownNoWhatsApp);
   const draft: Draft = {
     id,
     tenant,
     destination,
-    destinationMac: deps.vault.mac('destination', destination.value),
+    destinationMac,
     request,
     plan,
     reason,
@@ -232,6 +238,7 @@ export async function createVerification(
     eventId,
     security: rules.security,
     now,
+    lock,
   });
   reportQuarantines(gate.newQuarantines, tenant, rules.security.pumping.mode, deps);
   if (!gate.admitted) return await refuse(draft, gate.refusal, deps);
@@ -244,18 +251,27 @@ export async function createVerification(
   // Queue first, store second. A worker that runs the job before the record exists retries
   // briefly (send.handler.ts), and a crash between the two steps leaves at most a job that finds
   // no record and gives up, never a stored verification without its send job.
+  // The expiry job (the verification's timer) goes with the send, in the same round trip, when
+  // the id is a fresh random one, which no earlier verification can have: it is due only at the
+  // expiry, and one that finds no record does nothing. An Idempotency-Key's id may name a
+  // verification whose timer already runs, or ran: its timer is queued once this request has
+  // stored a new verification.
   const firstChannel = draft.plan[0] ?? 'sms';
+  const expiresInMs = () => draft.now + draft.ttlSeconds * 1000 - deps.now();
+  const timerWithSend = input.idempotencyKey === undefined;
   let created;
   try {
-    await deps.queues.enqueueSend(firstChannel, { verificationId: id, delivery: 1, requestId: input.caller.requestId });
+    await Promise.all([
+      deps.queues.enqueueSend(firstChannel, { verificationId: id, delivery: 1, requestId: input.caller.requestId }),
+      timerWithSend ? scheduleExpiry(id, expiresInMs(), deps) : undefined,
+    ]);
     created = await deps.store.create(record(draft, deps, false));
   } catch (error) {
     await deps.gate.cancel(gate, eventId).catch(() => undefined);
     throw new KurirError('service_unavailable', 'Could not store the verification; nothing was created.', { retryAfterSeconds: 1 }, { cause: error });
   }
   if (!created.created) return await replay(draft, created.fingerprint, input.caller, deps);
-
-  await scheduleExpiry(id, draft.now + draft.ttlSeconds * 1000 - deps.now(), deps);
+  if (!timerWithSend) await scheduleExpiry(id, expiresInMs(), deps);
 
   deps.metrics.verificationsCreated.inc({ tenant, purpose: request.purpose, channel: firstChannel, country: countryLabel(destination.country) });
   await recordCreated(deps, { tenant, country: countryLabel(destination.country), channel: firstChannel });

@@ -344,8 +344,12 @@ function componentSchemas(): Record<string, SchemaObject> {
       required: ['received'],
       properties: {
         received: { type: 'boolean', const: true },
-        ignored: { type: 'boolean', const: true, description: 'The event type is not a receipt Kurir uses; acknowledged so it is not retried.' },
-        duplicate: { type: 'boolean', const: true, description: 'This event id was already recorded.' },
+        ignored: {
+          type: 'boolean',
+          const: true,
+          description: 'The event type is not a receipt Kurir uses, or its message is not one Kurir knows (any more); acknowledged so it is not retried.',
+        },
+        duplicate: { type: 'boolean', const: true, description: 'Changed nothing: the event was already applied, or the delivery is past its status.' },
       },
     },
     ...callbackEventSchemas(),
@@ -948,20 +952,20 @@ function paths(): Record<string, PathItemObject> {
         operationId: 'receiveYCloudWebhook',
         summary: 'YCloud delivery receipts',
         description:
-          'Authenticated by the `YCloud-Signature` header over the raw body (no bearer key). Events are deduplicated by id and answered ' +
-          '2xx only once recorded, so YCloud retries anything else.',
+          'Authenticated by the `YCloud-Signature` header over the raw body (no bearer key). A receipt is applied before the answer ' +
+          '(idempotently: a repeat changes nothing) and answered 2xx only once applied, so YCloud retries anything else.',
         tags: ['webhooks'],
         security: [],
         parameters: [ref('parameters', 'YCloudSignature'), ...COMMON_PARAMETERS],
         requestBody: jsonBody('YCloudEvent', true),
         responses: sortResponses({
-          '200': jsonResponse('Recorded (or a duplicate, or a type Kurir ignores).', schemaRef('WebhookAck')),
+          '200': jsonResponse('Applied (or a duplicate, or an event Kurir ignores).', schemaRef('WebhookAck')),
           '400': problemResponse(400, ['invalid_json', 'validation_failed'], 'Signed, but not JSON or not a YCloud event.'),
           '401': problemResponse(401, ['invalid_signature'], 'Missing, malformed, stale or wrong signature (`reason`).'),
           '413': problemResponse(413, ['payload_too_large'], `Body larger than ${WEBHOOK_LIMIT_TEXT}.`),
           '415': problemResponse(415, ['unsupported_media_type'], 'The body is not `application/json`.'),
           '500': problemResponse(500, ['internal_error'], 'Unexpected error.'),
-          '503': problemResponse(503, ['service_unavailable'], 'The event could not be recorded (Redis down); YCloud retries.', retryAfter(true)),
+          '503': problemResponse(503, ['service_unavailable'], 'The event could not be applied (Redis down); YCloud retries.', retryAfter(true)),
         }),
       },
     },

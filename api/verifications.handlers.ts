@@ -2,18 +2,19 @@ import type { Logger } from 'pino';
 import { VerificationEvents } from '../common/callbacks/verification-events.js';
 import type { Config } from '../common/config/env.js';
 import { tenantPolicy, type Policy } from '../common/config/policy.js';
-import { parseDestination } from '../common/domain/destination.js';
+import type { SecurityPolicy } from '../common/config/security-policy.js';
+import { parseDestination, type Destination } from '../common/domain/destination.js';
 import { effectiveStatus, type Verification } from '../common/domain/verification.js';
 import { KurirError } from '../common/errors.js';
 import type { JobQueues } from '../common/jobs/queues.js';
 import { countryLabel, type Metrics } from '../common/observability/metrics.js';
 import type { CodeVault } from '../common/security/code-vault.js';
-import type { DestinationLockout } from '../common/security/lockout.js';
+import type { DestinationLockout, DestinationLockState } from '../common/security/lockout.js';
 import type { GuardQuarantine } from '../common/security/pumping-guard.js';
 import type { SendGate } from '../common/security/send-gate.js';
 import { recordEnded } from '../common/stats/stats-recorder.js';
 import type { KeySpace } from '../common/store/keys.js';
-import type { CheckStatus, RedisClient, VerificationStore } from '../common/store/verification.store.js';
+import type { CheckEnding, CheckStatus, RedisClient, StoredVerification, VerificationStore } from '../common/store/verification.store.js';
 import { refusalError, retryAfterSeconds } from './refusals.js';
 import { VERIFICATION_ID, checkSchema, resendSchema, zodIssues } from './schemas.js';
 
@@ -122,9 +123,10 @@ export async function checkVerification(
   const now = deps.now();
   const lockout = tenantPolicy(deps.policy, tenant).security.lockout;
   const owner = VERIFICATION_ID.test(input.id) ? await deps.store.owner(input.id) : undefined;
+  let lock: DestinationLockState | undefined;
   if (owner !== undefined && owner.tenant === tenant && owner.destinationMac !== '') {
     // Too many wrong codes across this destination's verifications: refuse guesses for a while.
-    const lock = await deps.lockout.state(owner.destinationMac);
+    lock = await deps.lockout.state(owner.destinationMac);
     if (lock.locked) {
       deps.metrics.checks.inc({ tenant, result: 'locked' });
       throw refusalError({ kind: 'lockout', rule: 'destination_lockout', retryAfterMs: lock.retryAfterMs, silenceable: true });
@@ -137,52 +139,91 @@ export async function checkVerification(
   const answer = CHECK_ANSWERS[result.status];
   deps.metrics.checks.inc({ tenant, result: answer.metric });
 
+  // What follows from the answer, independent of each other: issued together (one round trip).
   const wrongCode = result.status === 'pending' || (result.status === 'max_attempts' && result.ended);
-  if (wrongCode && result.destinationMac !== '') {
-    const state = await deps.lockout.recordFailure(result.destinationMac, lockout);
-    if (state.locked) {
-      deps.metrics.guardRefusals.inc({ tenant, rule: 'destination_lockout', mode: 'enforce' });
-      deps.logger.warn({ tenant, verificationId: input.id, lockedForMs: state.retryAfterMs }, 'destination locked after repeated wrong codes');
-    }
+  const followUps: Promise<void>[] = [];
+  if (wrongCode && result.destinationMac !== '') followUps.push(recordWrongCode(input.id, tenant, result.destinationMac, lockout, deps));
+  // A right code ends a run of wrong ones; without one (the lock as read above) there is nothing to end.
+  if (result.status === 'approved' && result.destinationMac !== '' && lock?.counting !== false) {
+    followUps.push(deps.lockout.recordSuccess(result.destinationMac));
   }
-  if (result.status === 'approved' && result.destinationMac !== '') await deps.lockout.recordSuccess(result.destinationMac);
-  if (result.ended) await recordEnd(input.id, result.status, now, deps);
+  if (result.ended) {
+    followUps.push(
+      result.ending === undefined
+        ? recordEnd(input.id, result.status, now, deps)
+        : reportEnd(input.id, result.status, now, { tenant, ...result.ending }, deps),
+    );
+  }
+  await Promise.all(followUps);
   return {
     status: 200,
     body: { id: input.id, status: answer.status, valid: answer.valid, attemptsRemaining: result.attemptsRemaining },
   };
 }
 
+/** A wrong code counts towards its destination's lockout. */
+async function recordWrongCode(id: string, tenant: string, destinationMac: string, lockout: SecurityPolicy['lockout'], deps: VerificationDeps): Promise<void> {
+  const state = await deps.lockout.recordFailure(destinationMac, lockout);
+  if (state.locked) {
+    deps.metrics.guardRefusals.inc({ tenant, rule: 'destination_lockout', mode: 'enforce' });
+    deps.logger.warn({ tenant, verificationId: id, lockedForMs: state.retryAfterMs }, 'destination locked after repeated wrong codes');
+  }
+}
+
+/** What reporting an ending needs: the check's own reply carries it, otherwise the record does. */
+type Ending = CheckEnding & { tenant: string };
+
 async function recordEnd(id: string, status: string, now: number, deps: VerificationDeps): Promise<void> {
   const verification = await deps.store.get(id);
   if (verification === undefined) return;
-  deps.metrics.verificationsEnded.inc({ tenant: verification.tenant, purpose: verification.purpose, status, country: countryLabel(verification.country) });
-  const channel = verification.deliveries.at(-1)?.channel ?? 'sms';
-  const timeToVerifySeconds = (now - verification.createdAt) / 1000;
-  await recordEnded(deps, {
+  const ending: Ending = {
     tenant: verification.tenant,
-    country: countryLabel(verification.country),
-    channel,
-    status,
-    timeToVerifySeconds: status === 'approved' ? timeToVerifySeconds : undefined,
-  });
-  if (status === 'approved') {
-    deps.metrics.timeToVerify.observe({ channel, purpose: verification.purpose }, timeToVerifySeconds);
-    const destination = parseDestination(verification.to);
-    if (typeof destination !== 'string') {
-      const security = tenantPolicy(deps.policy, verification.tenant).security;
-      await deps.gate.recordApproval(verification.tenant, destination, security, verification.createdAt, now);
-    }
-  }
-  deps.logger.info({ verificationId: id, status, tenant: verification.tenant }, 'verification ended');
-  if (status === 'approved' || status === 'expired') {
+    purpose: verification.purpose,
+    country: verification.country,
+    to: verification.to,
+    kind: verification.kind,
+    createdAt: verification.createdAt,
+    channel: verification.deliveries.at(-1)?.channel ?? 'sms',
+    hasCallback: verification.callbackUrl !== undefined,
+  };
+  await reportEnd(id, status, now, ending, deps, verification);
+}
+
+/** Metrics, stats, the pumping guard's conversion and the callback event of an ended verification. */
+async function reportEnd(id: string, status: string, now: number, ending: Ending, deps: VerificationDeps, loaded?: StoredVerification): Promise<void> {
+  const { tenant, purpose, channel } = ending;
+  const country = countryLabel(ending.country);
+  deps.metrics.verificationsEnded.inc({ tenant, purpose, status, country });
+  const approved = status === 'approved';
+  const timeToVerifySeconds = (now - ending.createdAt) / 1000;
+  if (approved) deps.metrics.timeToVerify.observe({ channel, purpose }, timeToVerifySeconds);
+  deps.logger.info({ verificationId: id, status, tenant }, 'verification ended');
+  // Independent writes, issued together.
+  await Promise.all([
+    recordEnded(deps, { tenant, country, channel, status, timeToVerifySeconds: approved ? timeToVerifySeconds : undefined }),
+    approved ? deps.gate.recordApproval(tenant, destinationOf(ending), tenantPolicy(deps.policy, tenant).security, ending.createdAt, now) : undefined,
+    (status === 'approved' || status === 'expired') && ending.hasCallback ? emitEnded(id, status, deps, loaded) : undefined,
+  ]);
+}
+
+/** The stored destination as the gate sees it (stored already normalised: no parsing again). */
+function destinationOf(ending: Ending): Destination {
+  return ending.kind === 'email'
+    ? { kind: 'email', value: ending.to, country: undefined }
+    : { kind: 'phone', value: ending.to, country: ending.country };
+}
+
+/** The callback event of an approval or expiry; it needs the whole record (a rare case: only verifications with a callback URL). */
+async function emitEnded(id: string, status: 'approved' | 'expired', deps: VerificationDeps, loaded: StoredVerification | undefined): Promise<void> {
+  try {
+    const verification = loaded ?? (await deps.store.get(id));
+    if (verification !== undefined) await new VerificationEvents(deps).ended(verification, status);
+  } catch (error) {
     // The check has been answered by the store already; a lost event must not turn it into a 5xx.
-    await new VerificationEvents(deps).ended(verification, status).catch((error: unknown) => {
-      deps.logger.error(
-        { verificationId: id, status, err: { message: error instanceof Error ? error.message : String(error) } },
-        'callback event could not be queued',
-      );
-    });
+    deps.logger.error(
+      { verificationId: id, status, err: { message: error instanceof Error ? error.message : String(error) } },
+      'callback event could not be queued',
+    );
   }
 }
 

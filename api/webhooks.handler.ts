@@ -1,38 +1,36 @@
-import { createHash } from 'node:crypto';
-import type { Logger } from 'pino';
 import { KurirError } from '../common/errors.js';
-import type { JobQueues } from '../common/jobs/queues.js';
-import { eventTypeLabel, type Metrics } from '../common/observability/metrics.js';
+import { applyReceipt, type ReceiptDeps, type ReceiptOutcome } from '../common/delivery/receipt.js';
+import { eventTypeLabel } from '../common/observability/metrics.js';
 import type { MessagingProvider } from '../common/providers/provider.js';
 import { verifySignature } from '../common/providers/ycloud/ycloud-signature.js';
-import type { KeySpace } from '../common/store/keys.js';
-import type { RedisClient } from '../common/store/verification.store.js';
 import { webhookEnvelopeSchema } from './schemas.js';
 import type { Reply } from './verifications.handlers.js';
 
-export interface WebhookDeps {
+export interface WebhookDeps extends ReceiptDeps {
   provider: MessagingProvider;
   webhookSecret: string;
-  queues: JobQueues;
-  redis: RedisClient;
-  keys: KeySpace;
-  metrics: Metrics;
-  logger: Logger;
-  now: () => number;
+}
+
+/** The answer and the metric's `result` label for each way a signed receipt can end. */
+function acknowledge(outcome: ReceiptOutcome): { result: string; body: Reply['body'] } {
+  if (outcome.outcome === 'applied') return { result: 'accepted', body: { received: true } };
+  switch (outcome.reason) {
+    case 'not_newer':
+      return { result: 'duplicate', body: { received: true, duplicate: true } };
+    case 'unknown_message':
+    case 'missing_delivery':
+      // Another sender's message on the same account, or a record whose retention ran out:
+      // acknowledged, or YCloud would retry it for hours.
+      return { result: outcome.reason, body: { received: true, ignored: true } };
+  }
 }
 
 /**
- * How long an accepted event id is remembered. YCloud's retries end about 6 hours after the
- * first attempt (10 s, 30 s, 5 min, 30 min, 1 h, 2 h, 2 h); a day covers that with margin at a
- * fraction of the memory a longer window costs (~150 B per event).
- */
-const EVENT_DEDUPE_SECONDS = 24 * 3600;
-
-/**
  * YCloud webhook receiver: signature over the raw bytes first (nothing is parsed or stored for
- * an unsigned request), then dedupe by event id, then a receipt job. It answers 2xx only once
- * the event is recorded; if Redis is down it answers 503 so YCloud retries later. The queued job
- * holds the normalised receipt only: the raw event can carry the message text, i.e. the code.
+ * an unsigned request), then the receipt is applied right here, follow-up work included (the
+ * fallback's send job, callbacks). It answers 2xx only once that is done; if Redis fails on the
+ * way it answers 503 and YCloud's retry of the event finishes the work, every step being
+ * idempotent (common/delivery/receipt.ts) — which is also why repeats need no dedupe key.
  */
 export async function receiveYCloudWebhook(
   input: { rawBody: Buffer; signatureHeader: string | undefined },
@@ -70,32 +68,18 @@ export async function receiveYCloudWebhook(
     return { status: 200, body: { received: true, ignored: true } };
   }
 
-  const digest = createHash('sha256').update(envelope.data.id).digest('hex').slice(0, 40);
-  const dedupeKey = deps.keys.webhookEvent(digest);
-  const first = await deps.redis.set(dedupeKey, '1', 'EX', EVENT_DEDUPE_SECONDS, 'NX');
-  if (first === null) {
-    deps.metrics.webhookEvents.inc({ type, result: 'duplicate' });
-    return { status: 200, body: { received: true, duplicate: true } };
-  }
+  let outcome: ReceiptOutcome;
   try {
-    await deps.queues.enqueueReceipt(digest, {
-      eventId: envelope.data.id,
-      eventType: envelope.data.type,
-      provider: deps.provider.name,
-      channel: receipt.channel,
-      providerMessageId: receipt.providerMessageId,
-      ...(receipt.externalId === undefined ? {} : { externalId: receipt.externalId }),
-      status: receipt.status,
-      ...(receipt.errorCode === undefined ? {} : { errorCode: receipt.errorCode }),
-      occurredAt: Math.max(0, Math.round(receipt.occurredAt)),
-      receivedAt: deps.now(),
-    });
+    outcome = await applyReceipt(
+      { ...receipt, occurredAt: Math.max(0, Math.round(receipt.occurredAt)), eventId: envelope.data.id, provider: deps.provider.name },
+      deps,
+    );
   } catch (error) {
-    // Forget the id again so the provider's retry is not taken for a duplicate of a lost event.
-    await deps.redis.del(dedupeKey).catch(() => undefined);
     deps.metrics.webhookEvents.inc({ type, result: 'unavailable' });
-    throw new KurirError('service_unavailable', 'Could not record the event; retry later.', { retryAfterSeconds: 10 }, { cause: error });
+    deps.logger.warn({ eventId: envelope.data.id, err: { message: error instanceof Error ? error.message : String(error) } }, 'receipt not applied; the provider will retry');
+    throw new KurirError('service_unavailable', 'Could not apply the event; retry later.', { retryAfterSeconds: 10 }, { cause: error });
   }
-  deps.metrics.webhookEvents.inc({ type, result: 'accepted' });
-  return { status: 200, body: { received: true } };
+  const { result, body } = acknowledge(outcome);
+  deps.metrics.webhookEvents.inc({ type, result });
+  return { status: 200, body };
 }

@@ -28,7 +28,10 @@ function newTally(): Tally {
 }
 
 async function watch(url: string, prefix: string) {
-  const monitor = await new Redis(url).monitor();
+  // monitor() opens a connection of its own; the one it is called on must be closed too, or the
+  // process never exits.
+  const client = new Redis(url);
+  const monitor = await client.monitor();
   let tally = newTally();
   monitor.on('monitor', (_time: string, args: string[], source: string) => {
     if (!args.some((arg) => arg.includes(prefix))) return;
@@ -47,7 +50,10 @@ async function watch(url: string, prefix: string) {
       tally = newTally();
       return taken;
     },
-    close: () => monitor.disconnect(),
+    close: () => {
+      monitor.disconnect();
+      client.disconnect();
+    },
   };
 }
 

@@ -23,9 +23,11 @@ import { Redis } from 'ioredis';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { loadPolicy } from '../common/config/policy.js';
 import { QUEUES } from '../common/jobs/catalogue.js';
+import { EVENT_STREAM_MAX_LEN } from '../common/jobs/queues.js';
 import { MODES, type BenchContext, type CpuReport, type Mode } from './lib/context.js';
 import { RETENTION_SECONDS, newBasePrefix, startEmbedded, startSplit, type KurirSettings } from './lib/kurir.js';
 import { summarizeProfile, type ProfileSummary } from './lib/profile.js';
+import { residualReport, type ResidualGroup } from './lib/residual.js';
 import { REPO_ROOT } from './lib/processes.js';
 import { scanKeys, snapshotPrefix, usedMemory, type PrefixSnapshot } from './lib/redis-memory.js';
 import { figure, median, round, type Figure } from './lib/stats.js';
@@ -48,9 +50,6 @@ const BUDGETS = {
   flatTolerance: 0.1,
   completions: 100_000,
 } as const;
-
-/** BullMQ's `removeOnComplete: {age: 3600, count: 5000}` in common/jobs/queues.ts. */
-const BULLMQ_KEEP_COMPLETED = 5000;
 
 interface Args {
   mode: Mode;
@@ -407,68 +406,77 @@ function buildReport(results: Results, baselineMemory: number) {
   figures.memoryQueuedUsedMemoryBytes = queuedUsed;
   figures.memoryInflightBytes = sent;
   figures.memoryInflightUsedMemoryBytes = sentUsed;
+  // used_memory grows by the event streams too, which the budget leaves out (they are capped per
+  // queue, not per verification): the verdict compares it with their growth taken off.
+  const sentUsedNoStreams = figure(results.memory?.batches.map((b) => b.usedMemoryPerVerification - b.eventStreamBytesPerVerification) ?? [], 'B');
+  figures.memoryInflightUsedMemoryLessStreamsBytes = sentUsedNoStreams;
   const streams = results.memory?.eventStreams ?? {};
   figures.eventStreams = streams;
   row('Redis per verification, queued (API only; used_memory Δ)', `${fmt(queued.median)} B`, '', `used_memory ${fmt(queuedUsed.median)} B`, '', '', '');
   row(
-    'Redis per in-flight verification, sent + timer armed (used_memory Δ)',
+    'Redis per in-flight verification, sent + timer armed (used_memory Δ, and less the event streams\' growth)',
     `${fmt(sent.median)} B`,
     '',
-    `used_memory ${fmt(sentUsed.median)} B`,
+    `used_memory ${fmt(sentUsed.median)} B, ${fmt(sentUsedNoStreams.median)} B`,
     '',
     `≤ ${BUDGETS.inflightBytes} B`,
-    verdict('memory per in-flight verification', `${fmt(sent.median)} B (used_memory ${fmt(sentUsed.median)} B)`, `≤ ${BUDGETS.inflightBytes} B`, results.memory === undefined ? null : Math.max(sent.median, sentUsed.median) <= BUDGETS.inflightBytes),
+    verdict(
+      'memory per in-flight verification',
+      `${fmt(sent.median)} B (used_memory ${fmt(sentUsed.median)} B, less event streams ${fmt(sentUsedNoStreams.median)} B)`,
+      `≤ ${BUDGETS.inflightBytes} B`,
+      results.memory === undefined ? null : Math.max(sent.median, sentUsedNoStreams.median) <= BUDGETS.inflightBytes,
+    ),
   );
   const streamText = Object.entries(streams).map(([q, s]) => `${q} ${s.length}/${fmt(s.bytes / 1024)}K`).join(', ');
   row(`BullMQ event streams, excluded above (XLEN/bytes): ${streamText || '—'}`, '', '', '', '', '', '');
 
   const residual = results.residual;
   if (residual !== undefined) {
-    // Projected from the snapshot after the retention window when there is one (what really
-    // stayed), else from the one at the end of the phase counting only keys that outlive it.
+    // Measured after the retention window when there is that snapshot (what really stayed), else
+    // projected from the one at the end of the phase (keys that outlive the window).
     const measured = residual.after !== undefined && residual.waited === true;
     const source = measured && residual.after !== undefined ? residual.after : residual.atEnd;
-    const lasting = (c: { bytes: number; keys: number; lastingBytes: number; lastingKeys: number }) =>
-      measured ? { bytes: c.bytes, keys: c.keys } : { bytes: c.lastingBytes, keys: c.lastingKeys };
+    const report = residualReport(source, residual.completions, measured, BUDGETS.completions);
     const n = Math.max(1, residual.completions);
-    const scale = BUDGETS.completions / n;
-    // BullMQ keeps the last 5000 completed jobs of each queue (for an hour): a plateau, not growth.
-    const jobsOf = (queue: string) => lasting(source.classes[`bullmq:${queue}:jobs`] ?? { bytes: 0, keys: 0, lastingBytes: 0, lastingKeys: 0 }).keys;
-    let projected = 0;
-    const byClass: Record<string, { keys: number; bytesPerCompletion: number; projectedAt100k: number; lastsMs: number }> = {};
-    for (const [name, c] of Object.entries(source.classes)) {
-      const kept = lasting(c);
-      if (kept.bytes === 0 || name === 'bullmq-events') continue;
-      const queue = /^bullmq:([^:]+):/.exec(name)?.[1];
-      const jobs = queue === undefined ? 0 : jobsOf(queue);
-      const factor = queue === undefined || jobs === 0 ? scale : Math.min(scale, BULLMQ_KEEP_COMPLETED / jobs);
-      const bytes = kept.bytes * factor;
-      projected += bytes;
-      byClass[name] = { keys: kept.keys, bytesPerCompletion: round(kept.bytes / n, 1), projectedAt100k: Math.round(bytes), lastsMs: c.maxTtlMs };
-    }
-    const leftBytes = Object.values(byClass).reduce((a, c) => a + c.bytesPerCompletion * n, 0);
-    const streams = Object.values(source.eventStreams).reduce((a, st) => a + st.bytes, 0);
+    const perCompletion = (group: ResidualGroup) =>
+      Object.values(report.byKind).filter((k) => k.group === group).reduce((a, k) => a + k.bytesPerCompletion, 0);
     figures.residual = {
       completions: residual.completions,
-      measuredAfterRetention: residual.after !== undefined && residual.waited === true,
+      measuredAfterRetention: measured,
       secondsAfter: residual.secondsAfter,
-      leftBytes: Math.round(leftBytes),
-      eventStreamBytes: streams,
-      projectedAt100k: Math.round(projected),
+      leftBytes: Math.round((perCompletion('grows') + perCompletion('jobs') + perCompletion('fixed')) * n),
+      sendLimitWindowBytes: Math.round(perCompletion('window') * n),
+      eventStreamBytes: report.eventStreamBytes,
+      projectedAt100k: report.verdictBytes,
+      projectedAt100kByGroup: report.projected,
       baselineUsedMemory: baselineMemory,
-      byClass,
+      byKind: report.byKind,
     };
     const limit = BUDGETS.flatTolerance * baselineMemory;
-    const how = residual.waited === true ? `measured ${residual.secondsAfter} s after` : 'projected from TTLs (not waited)';
+    const how = measured ? `measured ${residual.secondsAfter} s after` : 'projected from TTLs and due times (not waited)';
+    const mib = (bytes: number) => `${fmt(bytes / 1024 / 1024, 2)} MiB`;
+    const kinds = (group: ResidualGroup) =>
+      Object.entries(report.byKind)
+        .filter(([, k]) => k.group === group)
+        .sort((a, b) => b[1].projectedBytes - a[1].projectedBytes)
+        .map(([name, k]) => `${name} ${mib(k.projectedBytes)}${k.lastsMs > 0 ? ` (${fmt(k.lastsMs / 3_600_000, 1)} h)` : ''}`)
+        .join(', ');
     row(
-      `Redis left after ${residual.completions} completions (${how}): ${fmt(leftBytes / 1024)} KiB + event streams ${fmt(streams / 1024)} KiB → at 100k`,
-      `${fmt(projected / 1024 / 1024, 1)} MiB`,
+      `Redis left after ${residual.completions} completions (${how}): ${fmt((perCompletion('grows') + perCompletion('jobs')) * n / 1024)} KiB that grows + ${fmt(report.projected.fixed / 1024)} KiB fixed → at 100k`,
+      mib(report.verdictBytes),
       '',
-      `${fmt(leftBytes / n)} B/completion`,
+      `${fmt(perCompletion('grows') + perCompletion('jobs'), 1)} B/completion`,
       '',
       `≤ ${fmt(limit / 1024)} KiB (10 % of ${fmt(baselineMemory / 1024 / 1024, 1)} MiB)`,
-      verdict('memory flat after 100k completions', `${fmt(projected / 1024 / 1024, 1)} MiB left at 100k (${how})`, '≤ 10 % of baseline used_memory', projected <= limit),
+      verdict('memory flat after 100k completions', `${mib(report.verdictBytes)} left at 100k (${how})`, '≤ 10 % of baseline used_memory', report.verdictBytes <= limit),
     );
+    row(`  of which, at 100k: ${kinds('grows') || 'nothing that grows'}${kinds('jobs') === '' ? '' : `; jobs: ${kinds('jobs')}`}; fixed: ${kinds('fixed') || '—'}`, '', '', '', '', '', '');
+    row(
+      `  send-limit windows, kept for their window (not in the verdict; ${fmt(perCompletion('window'), 1)} B/completion): ${kinds('window') || '—'}`,
+      mib(report.projected.window),
+      '', '', '', '', '',
+    );
+    row(`  BullMQ event streams, capped at ~${EVENT_STREAM_MAX_LEN} entries per queue (not in the verdict)`, `${fmt(report.eventStreamBytes / 1024)} KiB`, '', '', '', '', '');
   }
 
   const cpu: Record<string, unknown> = {};

@@ -17,19 +17,32 @@ export interface DeliveryTimeoutDeps {
 export type DeliveryTimeoutOutcome = { outcome: 'fallback' | 'delivered' | 'already' | 'exhausted' | 'ended' | 'missing' };
 
 /**
- * Fires when a delivery produced no delivered/read receipt within its timeout. The store decides
- * atomically whether it is still undelivered and whether a fallback already went out (a failed
- * receipt may have raced this timer), so this handler can run any number of times safely.
+ * A delivery's own timeout job, when the verification's timer could not be moved to its deadline
+ * (JobQueues.armDeliveryTimeout). Fires when the delivery produced no delivered/read receipt
+ * within its timeout; see fireDeliveryTimeout.
  */
 export async function handleDeliveryTimeout(job: Job, deps: DeliveryTimeoutDeps): Promise<DeliveryTimeoutOutcome> {
   const { verificationId, delivery } = deliveryTimeoutJobSchema.parse(job.data);
+  const kind = await fireDeliveryTimeout(verificationId, delivery, deps);
+  if (kind !== 'fallback' && kind !== 'already') deps.metrics.jobsSkipped.inc({ queue: job.queueName, reason: kind });
+  return { outcome: kind };
+}
+
+/**
+ * Delivery `n` is past its timeout. The store decides atomically whether it is still undelivered
+ * and whether a fallback already went out (a failed receipt may have raced this timer), so this
+ * can run any number of times safely, from the delivery's timeout job or the verification's timer.
+ */
+export async function fireDeliveryTimeout(
+  verificationId: string,
+  delivery: number,
+  deps: DeliveryTimeoutDeps,
+): Promise<DeliveryTimeoutOutcome['outcome']> {
   const result = await deps.store.fallback(verificationId, delivery, 'timeout', deps.now());
   if (result.kind === 'fallback' || result.kind === 'already') {
     const verification = await deps.store.get(verificationId);
     const from = verification?.deliveries.find((candidate) => candidate.n === delivery)?.channel ?? 'whatsapp';
     await dispatchFallback(result, { verificationId, from, reason: 'timeout' }, deps);
-  } else {
-    deps.metrics.jobsSkipped.inc({ queue: job.queueName, reason: result.kind });
   }
-  return { outcome: result.kind };
+  return result.kind;
 }

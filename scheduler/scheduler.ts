@@ -15,9 +15,10 @@ export interface SchedulerRole {
 }
 
 /**
- * The time-driven role. Delivery timeouts and verification expiries are delayed BullMQ jobs:
- * BullMQ promotes them when due (from any process that runs a worker on the queue), so several
- * schedulers can run side by side and each timer still fires once.
+ * The time-driven role. Each verification has one timer, a delayed BullMQ job due at its next
+ * deadline (a delivery's timeout, else its expiry); a delivery whose deadline could not go on that
+ * timer has a timeout job of its own. BullMQ promotes them when due (from any process that runs a
+ * worker on the queue), so several schedulers can run side by side and each timer still fires once.
  */
 export function startSchedulerRole(
   deps: DeliveryTimeoutDeps & VerificationExpiryDeps & Parameters<typeof startWatchdog>[0],
@@ -38,7 +39,7 @@ export function startSchedulerRole(
       connection: options.connection,
       concurrency: options.concurrency,
       logger: deps.logger,
-      handler: (job) => handleVerificationExpiry(job, deps),
+      handler: (job, token) => handleVerificationExpiry(job, deps, token),
     }),
   ];
   const watchdog = startWatchdog(deps, {

@@ -1,12 +1,14 @@
-import type { Job } from 'bullmq';
+import { DelayedError, type Job } from 'bullmq';
 import type { Logger } from 'pino';
 import { VerificationEvents } from '../common/callbacks/verification-events.js';
+import { deliveryDeadlines, nextWake } from '../common/delivery/deadlines.js';
 import { verificationExpiryJobSchema } from '../common/jobs/catalogue.js';
 import type { JobQueues } from '../common/jobs/queues.js';
 import { countryLabel, type Metrics } from '../common/observability/metrics.js';
 import { recordEnded } from '../common/stats/stats-recorder.js';
 import type { KeySpace } from '../common/store/keys.js';
 import type { RedisClient, VerificationStore } from '../common/store/verification.store.js';
+import { fireDeliveryTimeout } from './delivery-timeout.handler.js';
 
 export interface VerificationExpiryDeps {
   store: VerificationStore;
@@ -27,15 +29,30 @@ export class ExpiryNotDueError extends Error {
 }
 
 /**
- * Fires at a verification's `expiresAt` (a delayed job added on create, `expire-<id>`). A
- * verification still pending then is ended as `expired` in one atomic step — its sealed code is
- * dropped now instead of when the record's TTL runs out — counted, and reported to the tenant's
- * callback. An approved, canceled or already expired one is left alone, so the job is safe to
- * run any number of times and to race a late check (only one of them ends it).
+ * The verification's timer (`expire-<id>`, added on create). Before the expiry it was woken for a
+ * delivery's timeout (JobQueues.armDeliveryTimeout moved it there): it fires the timeouts that are
+ * due and sleeps again until the next deadline, the expiry at the latest. At `expiresAt` a
+ * verification still pending is ended as `expired` in one atomic step — its sealed code is dropped
+ * now instead of when the record's TTL runs out — counted, and reported to the tenant's callback.
+ * An approved, canceled or already expired one is left alone, so the job is safe to run any
+ * number of times and to race a late check (only one of them ends it).
  */
-export async function handleVerificationExpiry(job: Job, deps: VerificationExpiryDeps): Promise<VerificationExpiryOutcome> {
-  const { verificationId } = verificationExpiryJobSchema.parse(job.data);
-  const result = await deps.store.expire(verificationId, deps.now());
+export async function handleVerificationExpiry(job: Job, deps: VerificationExpiryDeps, token: string | undefined): Promise<VerificationExpiryOutcome> {
+  const { verificationId, expiresAt } = verificationExpiryJobSchema.parse(job.data);
+  const now = deps.now();
+  if (expiresAt !== undefined && now < expiresAt) {
+    const verification = await deps.store.get(verificationId);
+    if (verification?.status === 'pending' && now < verification.expiresAt) {
+      for (const deadline of deliveryDeadlines(verification)) {
+        if (deadline.at <= now) await fireDeliveryTimeout(verificationId, deadline.n, deps);
+      }
+      // BullMQ's way for a job to come back later: same job, no attempt used up.
+      await job.moveToDelayed(nextWake(verification, now), token);
+      throw new DelayedError();
+    }
+    // Ended early (approved, canceled): the expiry below finds it not pending and stops.
+  }
+  const result = await deps.store.expire(verificationId, now);
   switch (result.kind) {
     case 'not_due':
       // This process's clock is behind the one that created the verification.

@@ -1,4 +1,4 @@
-import { UnrecoverableError, type Job } from 'bullmq';
+import { DelayedError, UnrecoverableError, type Job } from 'bullmq';
 import type { Logger } from 'pino';
 import { tenantPolicy, type Policy } from '../common/config/policy.js';
 import type { Channel } from '../common/domain/channel.js';
@@ -37,10 +37,13 @@ export interface SendDeps {
  */
 export const MIN_CODE_LIFETIME_MS = 10_000;
 
-/** Thrown to retry a send whose verification record is not (yet) there. */
-export class RecordNotYetStoredError extends Error {
-  override readonly name = 'RecordNotYetStoredError';
-}
+/**
+ * How long a send waits for its verification record. The API queues the first send just before it
+ * stores the record, so a fast worker can get there first; a record still missing after this
+ * was never stored (the create failed between the two steps and answered 503).
+ */
+export const RECORD_WAIT_MS = 10_000;
+const RECORD_POLL_MS = 100;
 
 export type SendOutcome =
   | { outcome: 'sent'; providerMessageId: string; timeoutArmed: boolean }
@@ -52,14 +55,16 @@ export type SendOutcome =
  * provider errors are rethrown so BullMQ retries with backoff; permanent ones (and the last
  * retry) end the delivery, start the fallback and fail the job without further attempts.
  */
-export async function handleSend(job: Job, deps: SendDeps): Promise<SendOutcome> {
+export async function handleSend(job: Job, deps: SendDeps, lockToken?: string): Promise<SendOutcome> {
   const data = sendJobSchema.parse(job.data);
   const { verificationId, delivery } = data;
   const token = `${job.id ?? ''}#${job.attemptsStarted}`;
   const begin = await deps.store.beginSend(verificationId, delivery, deps.now(), token, MIN_CODE_LIFETIME_MS);
-  if (begin.kind === 'missing' && job.attemptsMade + 1 < (job.opts.attempts ?? 1)) {
-    // The API queues a send before it stores the verification; give the record a moment.
-    throw new RecordNotYetStoredError(`no record yet for ${verificationId}`);
+  if (begin.kind === 'missing' && lockToken !== undefined && deps.now() - job.timestamp < RECORD_WAIT_MS) {
+    // Back to the delayed set for a moment, without spending one of the job's send attempts
+    // (a retry would: under load a provider failure then got one attempt fewer).
+    await job.moveToDelayed(deps.now() + RECORD_POLL_MS, lockToken);
+    throw new DelayedError();
   }
   if (begin.kind !== 'go') {
     const reason = begin.kind === 'missing' ? 'missing' : begin.kind === 'stale' ? `verification_${begin.status}` : 'already_sent';

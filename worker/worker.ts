@@ -33,8 +33,8 @@ export function startWorkerRole(
       concurrency: options.concurrency,
       logger: deps.logger,
       maxPerSecond: throughputOf(queue, deps.policy),
-      handler: (job): Promise<unknown> =>
-        queue === QUEUES.receipts ? handleReceipt(job, deps) : queue === QUEUES.callbacks ? handleCallback(job, deps) : handleSend(job, deps),
+      handler: (job, token): Promise<unknown> =>
+        queue === QUEUES.receipts ? handleReceipt(job, deps) : queue === QUEUES.callbacks ? handleCallback(job, deps) : handleSend(job, deps, token),
     }),
   );
   let closing: Promise<void> | undefined;

@@ -10,6 +10,9 @@
  */
 import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
+import { QUEUES } from '../../common/jobs/catalogue.js';
+import { queueOptions, retentionOptions } from '../../common/jobs/queues.js';
+import { createKeySpace } from '../../common/store/keys.js';
 
 const url = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const prefix = `{${process.env.BENCH_PREFIX ?? 'kbench-bullmq'}}`;
@@ -18,15 +21,13 @@ const name = 'bare';
 
 const producer = new Redis(url, { maxRetriesPerRequest: 1 });
 const workerConnection = new Redis(url, { maxRetriesPerRequest: null, lazyConnect: true });
+// Kurir's own options for its WhatsApp send queue (retries, event stream cap; retention on the worker), not a copy.
+const kurirOptions = queueOptions(createKeySpace('kbench'), QUEUES.sendWhatsapp, producer);
 const queue = new Queue(name, {
   connection: producer,
   prefix,
-  defaultJobOptions: {
-    removeOnComplete: { age: 3600, count: 5000 },
-    removeOnFail: { age: 24 * 3600, count: 5000 },
-    attempts: 3,
-    backoff: { type: 'exponential', delay: 500, jitter: 0.5 },
-  },
+  defaultJobOptions: kurirOptions.defaultJobOptions,
+  streams: kurirOptions.streams,
 });
 
 let completed = 0;
@@ -35,6 +36,7 @@ const worker = new Worker(name, async () => undefined, {
   connection: workerConnection,
   prefix,
   concurrency,
+  ...retentionOptions(QUEUES.sendWhatsapp),
   stalledInterval: 30_000,
   maxStalledCount: 1,
 });

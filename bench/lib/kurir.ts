@@ -54,6 +54,29 @@ export function deliverableNumber(): string {
   return `+62812${String(randomInt(10_000)).padStart(4, '0')}${last4}`;
 }
 
+/**
+ * How many number blocks the end-to-end load spreads over. A block is `+62812` + 4 digits: a
+ * number prefix as the send limits and the pumping guard see it (all but the last 4 digits).
+ * Real traffic reuses prefixes — a country's operators hand out numbers in a bounded set of
+ * blocks — so per-prefix state is O(prefixes), not O(verifications), as fresh random prefixes
+ * (`deliverableNumber`) would make it.
+ */
+export const NUMBER_BLOCKS = 500;
+let blockSerial = randomInt(1_000_000);
+
+/**
+ * A number in one of NUMBER_BLOCKS blocks that the simulator delivers normally, distinct from every
+ * other one this process made (a counter walks blocks × last 4 digits; 5 million before it repeats).
+ */
+export function blockNumber(): string {
+  for (;;) {
+    blockSerial += 1;
+    const block = String((blockSerial % NUMBER_BLOCKS) * Math.floor(10_000 / NUMBER_BLOCKS)).padStart(4, '0');
+    const last4 = String(Math.floor(blockSerial / NUMBER_BLOCKS) % 10_000).padStart(4, '0');
+    if (!MAGIC.has(last4)) return `+62812${block}${last4}`;
+  }
+}
+
 /** A fresh number the simulator never confirms (`…1002`): its WhatsApp falls back after the timeout. */
 export function neverDeliveredNumber(): string {
   return `+62812${String(randomInt(10_000)).padStart(4, '0')}1002`;
@@ -272,6 +295,20 @@ export async function queueDepth(redis: Redis, prefix: string, queue: string): P
     redis.zcard(`${base}:delayed`),
   ]);
   return { waiting: wait + prioritized, active, delayed };
+}
+
+/**
+ * Delivery timeouts armed now: a verification's timer moved before its expiry to a delivery's
+ * deadline (due within `withinMs`: the delivery timeout) and the timeout jobs of their own.
+ * BullMQ scores delayed jobs as timestamp × 4096 (+ a counter).
+ */
+export async function armedTimeouts(redis: Redis, prefix: string, withinMs: number): Promise<number> {
+  const timers = `{${prefix}-verification-expiry}:verification-expiry:delayed`;
+  const [moved, own] = await Promise.all([
+    redis.zcount(timers, 0, (Date.now() + withinMs) * 4096),
+    redis.zcard(`{${prefix}-delivery-timeout}:delivery-timeout:delayed`),
+  ]);
+  return moved + own;
 }
 
 /** Waits until the queues have nothing waiting or running (the pipeline is idle). */

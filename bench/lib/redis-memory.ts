@@ -14,6 +14,13 @@ export interface KeyClass {
   lastingBytes: number;
   /** Longest remaining TTL seen (ms); -1 when some key has none. */
   maxTtlMs: number;
+  /**
+   * Of the lasting BullMQ memory: unfinished jobs due to run within the horizon (delayed jobs that
+   * come due, e.g. expiries) and their share of the `delayed` index. They leave within the horizon
+   * when their queue drops completed jobs, and become completed jobs when it keeps them.
+   */
+  dueKeys: number;
+  dueBytes: number;
 }
 
 export interface PrefixSnapshot {
@@ -57,12 +64,15 @@ export async function keysOfPrefix(redis: Redis, prefix: string): Promise<string
   return [...new Set([...own, ...queues])];
 }
 
-const QUEUE_INDEX = new Set([
-  'wait', 'active', 'delayed', 'completed', 'failed', 'prioritized', 'paused', 'meta', 'id', 'marker',
+/** A queue's bookkeeping: of a fixed size, or holding only what is waiting or running now. */
+const QUEUE_LISTS = new Set([
+  'wait', 'active', 'prioritized', 'paused', 'meta', 'id', 'marker',
   'stalled', 'stalled-check', 'limiter', 'pc', 'de', 'repeat', 'waiting-children', 'metrics',
 ]);
+/** A queue's indexes of delayed and finished jobs: one entry per such job, as its job hash. */
+const QUEUE_INDEXES = new Set(['delayed', 'completed', 'failed']);
 
-/** The kind of a key, e.g. `verification`, `limits:dst-24h`, `bullmq:send-whatsapp:job`. */
+/** The kind of a key, e.g. `verification`, `limits:dst-24h`, `bullmq:send-whatsapp:jobs`, `bullmq:send-whatsapp:index`. */
 export function classify(prefix: string, key: string): string {
   const queuePrefix = `{${prefix}-`;
   if (key.startsWith(queuePrefix)) {
@@ -70,7 +80,8 @@ export function classify(prefix: string, key: string): string {
     const queue = key.slice(queuePrefix.length, close);
     const rest = key.slice(close + 2 + queue.length + 1); // "}:<queue>:" then the rest
     if (rest === 'events') return 'bullmq-events';
-    if (QUEUE_INDEX.has(rest)) return `bullmq:${queue}:lists`;
+    if (QUEUE_LISTS.has(rest)) return `bullmq:${queue}:lists`;
+    if (QUEUE_INDEXES.has(rest)) return `bullmq:${queue}:index`;
     if (rest.endsWith(':lock')) return `bullmq:${queue}:locks`;
     if (rest.endsWith(':logs')) return `bullmq:${queue}:logs`;
     return `bullmq:${queue}:jobs`;
@@ -107,6 +118,7 @@ export async function snapshotPrefix(redis: Redis, prefix: string, horizonMs: nu
       pipeline.pttl(key);
     }
     const replies = (await pipeline.exec()) ?? [];
+    const due = await dueShares(redis, prefix, batch, Date.now() + horizonMs);
     const streams: string[] = [];
     batch.forEach((key, j) => {
       const size = Number(replies[j * 2]?.[1] ?? 0);
@@ -114,7 +126,12 @@ export async function snapshotPrefix(redis: Redis, prefix: string, horizonMs: nu
       if (ttl === -2) return; // gone between SCAN and now
       const kind = classify(prefix, key);
       if (kind === 'bullmq-events') streams.push(key);
-      const entry = (classes[kind] ??= { keys: 0, bytes: 0, lastingKeys: 0, lastingBytes: 0, maxTtlMs: 0 });
+      const entry = (classes[kind] ??= { keys: 0, bytes: 0, lastingKeys: 0, lastingBytes: 0, maxTtlMs: 0, dueKeys: 0, dueBytes: 0 });
+      const share = due.get(key);
+      if (share !== undefined && ttl === -1) {
+        if (kind.endsWith(':jobs')) entry.dueKeys += 1;
+        entry.dueBytes += Math.round(size * share);
+      }
       entry.keys += 1;
       entry.bytes += size;
       bytes += size;
@@ -133,6 +150,33 @@ export async function snapshotPrefix(redis: Redis, prefix: string, horizonMs: nu
     }
   }
   return { at: Date.now(), usedMemory: await usedMemory(redis), keys: keys.length, bytes, classes, eventStreams };
+}
+
+/**
+ * For the BullMQ keys of a batch: the share of each that is due to run before `until` — 1 for an
+ * unfinished job hash whose time (`timestamp` + `delay`) has come by then, the fraction of due
+ * members for a `delayed` index (scored timestamp × 4096 + a counter). Other keys are absent.
+ */
+async function dueShares(redis: Redis, prefix: string, keys: readonly string[], until: number): Promise<Map<string, number>> {
+  const shares = new Map<string, number>();
+  const jobs = keys.filter((key) => /^bullmq:[^:]+:jobs$/.test(classify(prefix, key)));
+  const indexes = keys.filter((key) => key.startsWith(`{${prefix}-`) && key.endsWith(':delayed'));
+  if (jobs.length + indexes.length === 0) return shares;
+  const pipeline = redis.pipeline();
+  for (const key of jobs) pipeline.hmget(key, 'timestamp', 'delay', 'finishedOn');
+  for (const key of indexes) pipeline.zcard(key).zcount(key, 0, until * 4096);
+  const replies = (await pipeline.exec()) ?? [];
+  jobs.forEach((key, i) => {
+    const [timestamp, delay, finishedOn] = (replies[i]?.[1] ?? []) as (string | null)[];
+    if (timestamp === null || timestamp === undefined || (finishedOn !== null && finishedOn !== undefined)) return;
+    if (Number(timestamp) + Number(delay ?? 0) <= until) shares.set(key, 1);
+  });
+  indexes.forEach((key, i) => {
+    const card = Number(replies[jobs.length + i * 2]?.[1] ?? 0);
+    const count = Number(replies[jobs.length + i * 2 + 1]?.[1] ?? 0);
+    if (card > 0) shares.set(key, count / card);
+  });
+  return shares;
 }
 
 /** Per-class byte difference `after − before`, divided by `per` (e.g. bytes per verification). */

@@ -4,8 +4,8 @@ import { cpuWindow, type BenchContext, type CpuReport } from '../lib/context.js'
 import {
   AUTH,
   StateTracker,
+  blockNumber,
   createBody,
-  deliverableNumber,
   queuesIdle,
   reconcile,
   simulatorMessages,
@@ -157,7 +157,7 @@ async function burst(ctx: BenchContext, deployment: Deployment, tracker: StateTr
     amount: count,
     method: 'POST',
     headers: { ...AUTH, 'content-type': 'application/json' },
-    next: () => ({ path: '/v1/verifications', body: createBody(deliverableNumber(), { ttlSeconds: 60 }) }),
+    next: () => ({ path: '/v1/verifications', body: createBody(blockNumber(), { ttlSeconds: 60 }) }),
     onResponse: (status, body) => {
       if (status !== 202) return;
       const id = (JSON.parse(body) as { id?: string }).id;
@@ -188,7 +188,7 @@ async function runStep(ctx: BenchContext, deployment: Deployment, tracker: State
     count,
     headers: AUTH,
     maxSockets: 512,
-    build: () => ({ method: 'POST', path: '/v1/verifications', body: createBody(deliverableNumber(), { ttlSeconds: 60 }) }),
+    build: () => ({ method: 'POST', path: '/v1/verifications', body: createBody(blockNumber(), { ttlSeconds: 60 }) }),
     onAnswer: (shot) => {
       if (shot.status !== 202 || shot.body === undefined) {
         errors += 1;

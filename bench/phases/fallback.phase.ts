@@ -1,6 +1,6 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { cpuWindow, type BenchContext, type CpuReport } from '../lib/context.js';
-import { AUTH, StateTracker, createBody, neverDeliveredNumber, queueDepth, reconcile, simulatorMessages, startEmbedded } from '../lib/kurir.js';
+import { AUTH, StateTracker, armedTimeouts, createBody, neverDeliveredNumber, reconcile, simulatorMessages, startEmbedded } from '../lib/kurir.js';
 import { openLoop } from '../lib/open-loop.js';
 import { max, percentile, round } from '../lib/stats.js';
 
@@ -70,7 +70,8 @@ export async function measureFallback(ctx: BenchContext, rate: number): Promise<
       let watching = true;
       const armed = (async () => {
         while (watching) {
-          peakArmed = Math.max(peakArmed, (await queueDepth(ctx.redis, prefix, 'delivery-timeout')).delayed);
+          // The codes live 120 s: a timer due within the timeout (+ slack) waits for a timeout.
+          peakArmed = Math.max(peakArmed, await armedTimeouts(ctx.redis, prefix, TIMEOUT_SECONDS * 1000 + 500));
           await delay(100);
         }
       })();

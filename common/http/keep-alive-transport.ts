@@ -44,6 +44,14 @@ export class HttpAbortedError extends Error {
   }
 }
 
+/** A reused idle connection was already closed by the server; internal, retried once. */
+class StaleConnectionError extends Error {
+  override readonly name = 'StaleConnectionError';
+  constructor(readonly original: NodeJS.ErrnoException) {
+    super(original.message, { cause: original });
+  }
+}
+
 export interface KeepAliveTransport {
   send: HttpTransport;
   /** Closes the pooled connections (idle ones would not keep the process alive anyway). */
@@ -60,7 +68,19 @@ export function createKeepAliveTransport(options: { maxSockets?: number; idleMs?
   const agentOptions = { keepAlive: true, maxSockets: options.maxSockets ?? 128, timeout: options.idleMs ?? 4000 };
   const agents = { 'http:': new http.Agent(agentOptions), 'https:': new https.Agent(agentOptions) };
 
-  const send: HttpTransport = (url, request) =>
+  const send: HttpTransport = async (url, request) => {
+    try {
+      return await exchange(url, request);
+    } catch (error) {
+      // The keep-alive race: the server closed an idle connection just as we reused it. It never
+      // read the request (nothing came back, not even headers), so one more try on a fresh
+      // connection is safe — the pattern node's documentation gives for `reusedSocket`.
+      if (error instanceof StaleConnectionError) return await exchange(url, request);
+      throw error;
+    }
+  };
+
+  const exchange: HttpTransport = (url, request) =>
     new Promise<HttpReply>((resolve, reject) => {
       if (request.signal?.aborted === true) {
         reject(new HttpAbortedError('aborted before the request was sent', false));
@@ -109,7 +129,14 @@ export function createKeepAliveTransport(options: { maxSockets?: number; idleMs?
         req.destroy(error);
       };
       request.signal?.addEventListener('abort', onAbort, { once: true });
-      req.on('error', (error) => finish(() => reject(error)));
+      let answered = false;
+      req.on('response', () => {
+        answered = true;
+      });
+      req.on('error', (error: NodeJS.ErrnoException) => {
+        const stale = req.reusedSocket && !answered && error.code === 'ECONNRESET';
+        finish(() => reject(stale ? new StaleConnectionError(error) : error));
+      });
       req.end(request.body);
     });
 

@@ -13,7 +13,12 @@ export const QUEUES = {
   sendWhatsapp: 'send-whatsapp',
   sendSms: 'send-sms',
   sendEmail: 'send-email',
+  /**
+   * No longer produced: the webhook applies receipts itself (common/delivery/receipt.ts). Its
+   * workers stay to drain the jobs an earlier version queued, so an upgrade loses none.
+   */
   receipts: 'receipts',
+  /** Timeouts of their own, for the deliveries whose deadline could not go on the verification's timer. */
   deliveryTimeout: 'delivery-timeout',
   callbacks: 'callbacks',
   verificationExpiry: 'verification-expiry',
@@ -40,7 +45,7 @@ export type SendJob = z.infer<typeof sendJobSchema>;
 export const deliveryTimeoutJobSchema = z.strictObject({ verificationId, delivery: deliveryNumber });
 export type DeliveryTimeoutJob = z.infer<typeof deliveryTimeoutJobSchema>;
 
-/** A receipt as the webhook receiver normalised it (the raw event may carry the message text). */
+/** A receipt as the webhook receiver of an earlier version queued it (the raw event may carry the message text). */
 export const receiptJobSchema = z.strictObject({
   eventId: z.string().min(1).max(200),
   eventType: z.string().max(100),
@@ -55,8 +60,13 @@ export const receiptJobSchema = z.strictObject({
 });
 export type ReceiptJob = z.infer<typeof receiptJobSchema>;
 
-/** Ends a verification that is still pending at its `expiresAt` (delayed by its TTL). */
-export const verificationExpiryJobSchema = z.strictObject({ verificationId });
+/**
+ * The verification's timer (`expire-<id>`, one delayed job per verification): due at its
+ * `expiresAt`, where it ends a verification still pending, and moved earlier to a delivery's
+ * timeout while one is armed (JobQueues.armDeliveryTimeout); its handler does what is due and
+ * sleeps until the next deadline. `expiresAt` is missing in jobs queued by earlier versions.
+ */
+export const verificationExpiryJobSchema = z.strictObject({ verificationId, expiresAt: z.number().int().nonnegative().optional() });
 export type VerificationExpiryJob = z.infer<typeof verificationExpiryJobSchema>;
 
 /**
@@ -131,6 +141,7 @@ export const JOB_NAMES = {
 export const jobIds = {
   send: (id: string, delivery: number) => `send-${id}-${delivery}`,
   deliveryTimeout: (id: string, delivery: number) => `timeout-${id}-${delivery}`,
+  /** Also the owner of a receipt's once-per-verification `delivered` claim (receiptOwner). */
   receipt: (eventDigest: string) => `receipt-${eventDigest}`,
   /** One job per event: `callback-ver_…-fallback-2`, `callback-ver_…-approved`. */
   callback: (id: string, type: CallbackEventType, n?: number) =>

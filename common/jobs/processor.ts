@@ -1,7 +1,7 @@
 import { Worker, type ConnectionOptions, type Job } from 'bullmq';
 import type { Logger } from 'pino';
 import type { KeySpace } from '../store/keys.js';
-import { queueOptions } from './queues.js';
+import { queueOptions, retentionOptions } from './queues.js';
 import type { QueueName } from './catalogue.js';
 
 /**
@@ -14,7 +14,8 @@ export function startProcessor<T>(options: {
   connection: ConnectionOptions;
   concurrency: number;
   logger: Logger;
-  handler: (job: Job) => Promise<T>;
+  /** `token` is the job's lock, for handlers that move their own job (e.g. back to delayed). */
+  handler: (job: Job, token: string | undefined) => Promise<T>;
   /**
    * Global throughput cap of the queue, shared by every worker process (BullMQ keeps the
    * counter in Redis): e.g. Meta's 80 messages/s per WhatsApp sender.
@@ -26,6 +27,7 @@ export function startProcessor<T>(options: {
     connection,
     prefix,
     concurrency: options.concurrency,
+    ...retentionOptions(options.queue),
     // A send that stalls (process frozen or killed) is picked up again after 30 s at most.
     stalledInterval: 30_000,
     maxStalledCount: 1,

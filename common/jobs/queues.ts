@@ -1,4 +1,4 @@
-import { Queue, type ConnectionOptions, type JobsOptions } from 'bullmq';
+import { Queue, type ConnectionOptions, type Job, type JobsOptions, type KeepJobs } from 'bullmq';
 import type { Channel } from '../domain/channel.js';
 import type { KeySpace } from '../store/keys.js';
 import {
@@ -6,17 +6,16 @@ import {
   QUEUES,
   SEND_QUEUE,
   jobIds,
+  verificationExpiryJobSchema,
   type CallbackJob,
   type DeliveryTimeoutJob,
   type QueueName,
-  type ReceiptJob,
   type SendJob,
 } from './catalogue.js';
 
 /**
  * Retry policy per queue. An OTP is only useful for minutes, so retries are few and quick;
  * the jitter keeps a burst of failures from retrying in lockstep against a recovering vendor.
- * Finished jobs are removed by age so queue memory stays bounded.
  */
 const JOB_OPTIONS: Record<QueueName, JobsOptions> = {
   'send-whatsapp': { attempts: 3, backoff: { type: 'exponential', delay: 500, jitter: 0.5 } },
@@ -29,13 +28,69 @@ const JOB_OPTIONS: Record<QueueName, JobsOptions> = {
   callbacks: { attempts: 8, backoff: { type: 'exponential', delay: 2000, jitter: 0.5 } },
 };
 
-const RETENTION: JobsOptions = {
-  removeOnComplete: { age: 3600, count: 5000 },
-  removeOnFail: { age: 24 * 3600, count: 5000 },
+/** Failed jobs stay a day for diagnosis (bounded by count too), whatever the queue. */
+const KEEP_FAILED: KeepJobs = { age: 24 * 3600, count: 5000 };
+
+/** BullMQ's "remove at once". */
+const DROP: KeepJobs = { count: 0 };
+
+/**
+ * What happens to a job that completed. Sends, timeouts, expiries and (queued) receipts are
+ * dropped at once: the verification's hash is what makes them happen once (`begin_send`, the
+ * fallback marker, forward-only receipts, `expire` only from pending), so a job added again after
+ * its predecessor was dropped runs and finds nothing to do. A kept completed job would cost about
+ * 1 KB for an hour per verification (BENCHMARKS.md). Callbacks are the exception: their job id is
+ * what keeps an event that is noticed twice (a retried job, two racing processes) from being
+ * posted twice, so their finished jobs stay, removed by age.
+ */
+const ON_COMPLETE: Record<QueueName, KeepJobs> = {
+  'send-whatsapp': DROP,
+  'send-sms': DROP,
+  'send-email': DROP,
+  receipts: DROP,
+  'delivery-timeout': DROP,
+  'verification-expiry': DROP,
+  callbacks: { age: 3600, count: 5000 },
 };
 
+/**
+ * Approximate length BullMQ trims each queue's event stream to (default 10,000 ≈ 1.2 MB per
+ * busy queue). Kurir reads no queue events (no QueueEvents, nor the dashboard); the stream is only
+ * a recent history for someone debugging with redis-cli.
+ */
+export const EVENT_STREAM_MAX_LEN = 1000;
+
 export function queueOptions(keys: KeySpace, name: QueueName, connection: ConnectionOptions) {
-  return { connection, prefix: keys.queuePrefix(name), defaultJobOptions: { ...RETENTION, ...JOB_OPTIONS[name] } };
+  return {
+    connection,
+    prefix: keys.queuePrefix(name),
+    defaultJobOptions: JOB_OPTIONS[name],
+    streams: { events: { maxLen: EVENT_STREAM_MAX_LEN } },
+  };
+}
+
+/**
+ * Retention is the processing worker's option (BullMQ applies it to jobs that carry none), not
+ * each job's: a job hash stores its options as JSON, and these would add ~65 B to every waiting
+ * and delayed job (the timer of every in-flight verification among them). Every
+ * processor is started with it (common/jobs/processor.ts); during a rolling upgrade an older
+ * worker keeps what it completes of these jobs until the next cleanup of its queue.
+ */
+export function retentionOptions(name: QueueName): { removeOnComplete: KeepJobs; removeOnFail: KeepJobs } {
+  return { removeOnComplete: ON_COMPLETE[name], removeOnFail: KEEP_FAILED };
+}
+
+/**
+ * Re-times a delayed job (BullMQ's changeDelay: due `delayMs` from now). False when the job is not
+ * delayed — it is running, or gone — so the caller can take another way.
+ */
+async function moveTimer(job: Job, delayMs: number): Promise<boolean> {
+  try {
+    await job.changeDelay(delayMs);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** The producer side of every queue, for the process roles that enqueue work. */
@@ -61,20 +116,42 @@ export class JobQueues {
     await this.queue(SEND_QUEUE[channel]).add(JOB_NAMES.send, job, { jobId: jobIds.send(job.verificationId, job.delivery) });
   }
 
+  /**
+   * Arms delivery `n`'s "no delivered receipt in time" fallback. The verification's timer (its
+   * expiry job, see scheduleExpiry) is moved earlier to the deadline, so an in-flight verification
+   * holds one delayed job, not two. Moving it can skip no deadline that still matters: only the
+   * latest delivery is armed, every earlier one having fallen back or been superseded by it. A
+   * timeout job of its own is the way when the timer cannot be moved — it is firing right now, it
+   * is gone, or an earlier version queued it without its expiry time.
+   */
   async armDeliveryTimeout(job: DeliveryTimeoutJob, delayMs: number): Promise<void> {
+    const timer = await this.timer(job.verificationId);
+    if (timer !== undefined) {
+      // The verification ends first: a timeout after that would have nothing left to do.
+      if (Date.now() + delayMs >= timer.expiresAt) return;
+      if (await moveTimer(timer.job, delayMs)) return;
+    }
     await this.queue(QUEUES.deliveryTimeout).add(JOB_NAMES.deliveryTimeout, job, {
       jobId: jobIds.deliveryTimeout(job.verificationId, job.delivery),
       delay: delayMs,
     });
   }
 
-  /** Removes a pending timeout once the delivery is confirmed; a timer already firing checks state anyway. */
-  async disarmDeliveryTimeout(verificationId: string, delivery: number): Promise<void> {
-    await this.queue(QUEUES.deliveryTimeout).remove(jobIds.deliveryTimeout(verificationId, delivery));
-  }
-
-  async enqueueReceipt(eventDigest: string, job: ReceiptJob): Promise<void> {
-    await this.queue(QUEUES.receipts).add(JOB_NAMES.receipt, job, { jobId: jobIds.receipt(eventDigest) });
+  /**
+   * Once delivery `n` is confirmed. With the verification's timer in use, nothing but the timer
+   * needs changing, and only when the caller knows that no delivery waits for a timeout any more
+   * (`restAt`: the expiry to put it back to); otherwise its handler wakes, finds nothing due and
+   * sleeps on. Should a timeout job of its own exist beside it (armed while the timer was firing),
+   * it fires and finds the delivery confirmed. Without such a timer (an earlier version's), the
+   * delivery's timeout job is removed.
+   */
+  async disarmDeliveryTimeout(verificationId: string, delivery: number, restAt?: number): Promise<void> {
+    const timer = await this.timer(verificationId);
+    if (timer === undefined) {
+      await this.queue(QUEUES.deliveryTimeout).remove(jobIds.deliveryTimeout(verificationId, delivery));
+      return;
+    }
+    if (restAt !== undefined) await moveTimer(timer.job, Math.max(0, Math.min(restAt, timer.expiresAt) - Date.now()));
   }
 
   /** Queues one callback; the job id names the event, so the same event is queued once. */
@@ -82,13 +159,25 @@ export class JobQueues {
     await this.queue(QUEUES.callbacks).add(JOB_NAMES.callback, job, { jobId });
   }
 
-  /** Ends the verification at its expiry if nothing else did (approval, cancel, a late check). */
+  /**
+   * The verification's timer: a delayed job due at its expiry, which ends it if nothing else did
+   * (approval, cancel, a late check), and which armDeliveryTimeout moves earlier while a delivery
+   * waits for its receipt. Its data carries the expiry, so the timer is never moved past it.
+   */
   async scheduleExpiry(verificationId: string, delayMs: number): Promise<void> {
+    const delay = Math.max(0, delayMs);
     await this.queue(QUEUES.verificationExpiry).add(
       JOB_NAMES.verificationExpiry,
-      { verificationId },
-      { jobId: jobIds.verificationExpiry(verificationId), delay: Math.max(0, delayMs) },
+      { verificationId, expiresAt: Date.now() + delay },
+      { jobId: jobIds.verificationExpiry(verificationId), delay },
     );
+  }
+
+  /** The verification's timer job with the expiry it carries; undefined for an earlier version's job. */
+  private async timer(verificationId: string): Promise<{ job: Job; expiresAt: number } | undefined> {
+    const job = await this.queue(QUEUES.verificationExpiry).getJob(jobIds.verificationExpiry(verificationId));
+    const expiresAt = job === undefined ? undefined : verificationExpiryJobSchema.safeParse(job.data).data?.expiresAt;
+    return job === undefined || expiresAt === undefined ? undefined : { job, expiresAt };
   }
 
   async close(): Promise<void> {

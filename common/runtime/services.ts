@@ -27,7 +27,7 @@ export interface Services {
   logger: Logger;
   metrics: Metrics;
   keys: KeySpace;
-  /** Command connection: store scripts and queue producers. Fails fast when Redis is away. */
+  /** Command connection: the store's and the security scripts (auto-pipelined). Fails fast when Redis is away. */
   redis: RedisClient;
   /** Connection template for BullMQ workers (they need `maxRetriesPerRequest: null` and reconnect forever). */
   workerRedis: RedisClient;
@@ -60,12 +60,15 @@ export function createServices(
     onUnsafe: options.onUnsafeRedis ?? (() => process.kill(process.pid, 'SIGTERM')),
   });
   workerRedis.on('error', (error: Error) => logger.warn({ err: { message: error.message } }, 'redis (worker) connection error'));
-  const queues = new JobQueues(keys, redis);
+  // The queue producers on a connection of their own, which fails fast too (ConnectionRole).
+  const queueRedis = createRedisConnection(config.redis.topology, 'queues', `kurir-${options.role}-queues`);
+  queueRedis.on('error', (error: Error) => logger.warn({ err: { message: error.message } }, 'redis (queues) connection error'));
+  const queues = new JobQueues(keys, queueRedis);
   const store = new VerificationStore(redis, keys, config.retentionSeconds * 1000);
   const lockout = new DestinationLockout(redis, keys.prefix);
   const budget = new DailyBudget(redis, keys.prefix);
   const guard = new PumpingGuard(redis, { keyPrefix: keys.prefix });
-  const gate = new SendGate({ limiter: new SendLimiter(redis), guard, budget, lockout, keyPrefix: keys.prefix });
+  const gate = new SendGate({ redis, limiter: new SendLimiter(redis), guard, budget, lockout, keyPrefix: keys.prefix });
   // One keep-alive pool per process for every provider call.
   const http = createKeepAliveTransport();
   const provider = createYCloudProvider({
@@ -100,9 +103,9 @@ export function createServices(
     now: () => Date.now(),
     close: () =>
       (closing ??= (async () => {
-        // Queues first (they use the command connection), then the connections themselves.
+        // Queues first (they use the queues' connection), then the connections themselves.
         await queues.close().catch((error: unknown) => logger.warn({ err: error }, 'closing queues failed'));
-        await Promise.allSettled([redis.quit(), workerRedis.quit()]);
+        await Promise.allSettled([redis.quit(), workerRedis.quit(), queueRedis.quit()]);
         http.close();
       })()),
   };

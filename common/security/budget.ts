@@ -1,6 +1,7 @@
 import type { Channel } from '../domain/channel.js';
 import { bindScript, type BoundScript } from '../store/scripts.js';
 import type { RedisClient } from '../store/verification.store.js';
+import { tenantHashTag } from './tenant-slot.js';
 
 /**
  * Daily message budget per tenant and channel (UTC days). Consumed by the send worker right
@@ -41,17 +42,18 @@ export class DailyBudget {
     this.consumeScript = bindScript(redis, 'kurirBudgetConsume', 1, CONSUME);
   }
 
-  private key(tenant: string, channel: Channel, now: number): string {
-    return `${this.keyPrefix}:budget:{${tenant}}:${channel}:${utcDay(now)}`;
+  /** The counter of a tenant, channel and UTC day; in the tenant's slot, so the send gate's script can read it. */
+  keyFor(tenant: string, channel: Channel, now: number): string {
+    return `${this.keyPrefix}:budget:${tenantHashTag(tenant)}:${channel}:${utcDay(now)}`;
   }
 
   /** Counts one message unless the limit is reached; `limit === null` only counts. */
   async consume(tenant: string, channel: Channel, limit: number | null, now: number): Promise<BudgetDecision> {
-    const [allowed, used] = await this.consumeScript([this.key(tenant, channel, now)], [limit ?? -1, 2 * 86_400_000]);
+    const [allowed, used] = await this.consumeScript([this.keyFor(tenant, channel, now)], [limit ?? -1, 2 * 86_400_000]);
     return { allowed: allowed === 1, used };
   }
 
   async used(tenant: string, channel: Channel, now: number): Promise<number> {
-    return Number((await this.redis.get(this.key(tenant, channel, now))) ?? 0);
+    return Number((await this.redis.get(this.keyFor(tenant, channel, now))) ?? 0);
   }
 }

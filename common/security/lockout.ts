@@ -32,19 +32,31 @@ end
 return { 0, 0 }
 `;
 
+/** A destination's lock in one step: its remaining time, and whether a run of consecutive wrong codes is being counted. */
+const STATE = `
+return { redis.call('PTTL', KEYS[1]), redis.call('EXISTS', KEYS[2]) }
+`;
+
 export interface LockState {
   locked: boolean;
   retryAfterMs: number;
 }
 
+/** A destination's lock as read before a check: also whether a right code has a run of wrong ones to end. */
+export interface DestinationLockState extends LockState {
+  counting: boolean;
+}
+
 export class DestinationLockout {
   private readonly recordFailureScript: BoundScript<[number, number]>;
+  private readonly stateScript: BoundScript<[number, number]>;
 
   constructor(
     private readonly redis: RedisClient,
     private readonly keyPrefix: string,
   ) {
     this.recordFailureScript = bindScript(redis, 'kurirLockoutFailure', 3, RECORD_FAILURE);
+    this.stateScript = bindScript(redis, 'kurirLockoutState', 2, STATE);
   }
 
   private keys(destinationMac: string) {
@@ -52,9 +64,15 @@ export class DestinationLockout {
     return { consecutive: `${base}:fails`, daily: `${base}:day`, lock: `${base}:locked` };
   }
 
-  async state(destinationMac: string): Promise<LockState> {
-    const ttl = await this.redis.pttl(this.keys(destinationMac).lock);
-    return ttl > 0 ? { locked: true, retryAfterMs: ttl } : { locked: false, retryAfterMs: 0 };
+  /**
+   * `counting` tells whether a right code has a run of wrong ones to end (recordSuccess), so that
+   * an approval without one costs no command. A wrong code counted after this read and before the
+   * approval then stays counted: it leans towards locking, never away from it.
+   */
+  async state(destinationMac: string): Promise<DestinationLockState> {
+    const keys = this.keys(destinationMac);
+    const [ttl, counting] = await this.stateScript([keys.lock, keys.consecutive], []);
+    return { locked: ttl > 0, retryAfterMs: ttl > 0 ? ttl : 0, counting: counting === 1 };
   }
 
   /** Counts one wrong code; returns whether the destination is now locked. */

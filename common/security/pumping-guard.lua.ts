@@ -1,15 +1,21 @@
 /**
- * The Lua scripts behind the SMS-pumping guard (see pumping-guard.ts for the glossary). Each script
- * runs atomically on the keys of one (tenant, subject), which share one hash tag, so counting,
- * trimming, judging and creating the quarantine are one step on one slot: concurrent sends from
- * any number of API processes count exactly and create a quarantine at most once.
+ * The Lua scripts behind the SMS-pumping guard (see pumping-guard.ts for the glossary). Every key
+ * of a tenant's guard shares the tenant's hash tag (as its send limits do), so each script runs
+ * atomically on one slot: counting, trimming, judging and creating the quarantine (and indexing
+ * it) are one step, concurrent sends from any number of API processes count exactly and create a
+ * quarantine at most once, and the send gate's script (send-gate.lua.ts) does the same in the step
+ * that checks the limits.
  *
  * Counts hash (`…:n`): fields `s:<minute>` (sends) and `a:<minute>` (approvals of the sends of that
  * minute), minute = floor(ms / 60000). Quarantine hash (`…:q`): `until`, `reason`, `shadow` (0|1).
+ * Index (`…:idx`): sorted set of `<dimension>:<value>` by until.
+ *
+ * Settings as ARGV (see guardSettingsArgs): windowMs, graceMs, minSends, minConversion,
+ * quarantineMs, shadow (0|1), countsTtlMs, indexMarginMs.
  */
 
-/** Helpers shared by the scripts (Lua has no modules inside EVAL). */
-const PRELUDE = `
+/** Helpers shared by the scripts (Lua has no modules inside EVAL); also the send gate's. */
+export const GUARD_PRELUDE = `
 local MINUTE = 60000
 
 -- Sums the buckets of the counts hash that overlap the window and lists the older ones (stale).
@@ -45,62 +51,104 @@ local function delete_fields(key, fields)
     redis.call('HDEL', key, unpack(fields, i, math.min(i + 999, #fields)))
   end
 end
+
+-- The settings from ARGV[first] on (8 values, in the order of the module comment).
+local function guard_settings(first)
+  return { window = tonumber(ARGV[first]), grace = tonumber(ARGV[first + 1]), minSends = tonumber(ARGV[first + 2]),
+    minConversion = tonumber(ARGV[first + 3]), minConversionText = ARGV[first + 3],
+    quarantine = tonumber(ARGV[first + 4]), shadow = ARGV[first + 5], countsTtl = ARGV[first + 6],
+    indexMargin = tonumber(ARGV[first + 7]) }
+end
+
+-- A subject's quarantine as every script reads it: {until, reason, shadow}.
+local function read_quarantine(key)
+  return redis.call('HMGET', key, 'until', 'reason', 'shadow')
+end
+
+-- Counts one send of a subject, drops stale buckets, then judges the matured sends of the window.
+-- q is the subject's quarantine (read_quarantine). A live quarantine is never extended (it
+-- expires and is re-created, and so re-reported, if the traffic is still bad); a shadow marker is
+-- upgraded when the guard now enforces. → untilMs, reason of a quarantine this call created | nil
+local function record_send(counts, quarantine, q, now, g)
+  redis.call('HINCRBY', counts, 's:' .. math.floor(now / MINUTE), 1)
+  local t = tally(counts, now, g.window, g.grace)
+  delete_fields(counts, t.stale)
+  redis.call('PEXPIRE', counts, g.countsTtl)
+
+  if q[1] and tonumber(q[1]) > now and (q[3] == '0' or g.shadow == '1') then return nil end
+  -- Never judge on a few sends: a handful of unverified codes is normal life, not pumping.
+  if t.maturedSends < g.minSends then return nil end
+  -- approvals / sends < minConversion, without dividing.
+  if t.maturedApprovals >= g.minConversion * t.maturedSends then return nil end
+
+  local untilMs = now + g.quarantine
+  local reason = string.format('conversion %.2f < %s over %d sends in %d s',
+    t.maturedApprovals / t.maturedSends, g.minConversionText, t.maturedSends, g.window / 1000)
+  redis.call('DEL', quarantine)
+  redis.call('HSET', quarantine, 'until', untilMs, 'reason', reason, 'shadow', g.shadow)
+  redis.call('PEXPIRE', quarantine, g.quarantine)
+  return untilMs, reason
+end
+
+-- Adds a quarantine to the tenant's operator index, drops ended ones, and keeps the key alive as
+-- long as its latest quarantine (never shortening it for a shorter, later one).
+local function index_add(index, member, untilMs, now, margin)
+  redis.call('ZREMRANGEBYSCORE', index, '-inf', now)
+  redis.call('ZADD', index, untilMs, member)
+  local ttl = untilMs - now + margin
+  if redis.call('PTTL', index) < ttl then redis.call('PEXPIRE', index, ttl) end
+end
 `;
 
 function script(body: string): string {
-  return `${PRELUDE}\n${body}`;
+  return `${GUARD_PRELUDE}\n${body}`;
 }
 
 /**
- * record_send: KEYS = counts, quarantine. ARGV = now, windowMs, graceMs, minSends, minConversion,
- * quarantineMs, shadow (0|1), countsTtlMs.
- * Counts one send, drops stale buckets, then judges the matured sends of the window. A live
- * quarantine is never extended (it expires and is re-created, and so re-reported, if the traffic
- * is still bad); a shadow marker is upgraded when the guard now enforces.
- * → {1, until, reason, shadow} for a quarantine this call created | {0}
+ * record_send: KEYS = the tenant's index, then counts and quarantine of each subject. ARGV = now,
+ * the 8 settings, then the index member (`<dimension>:<value>`) of each subject.
+ * Counts one send for every subject and quarantines (and indexes) those whose rule trips.
+ * → {subjectIndex (1-based), until, reason, shadow (0|1)} for each quarantine this call created
  */
 export const RECORD_SEND = script(`
-local COUNTS, QUARANTINE = KEYS[1], KEYS[2]
-local now, windowMs, graceMs = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local minSends, minConversion, quarantineMs, shadow = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
-redis.call('HINCRBY', COUNTS, 's:' .. math.floor(now / MINUTE), 1)
-local t = tally(COUNTS, now, windowMs, graceMs)
-delete_fields(COUNTS, t.stale)
-redis.call('PEXPIRE', COUNTS, ARGV[8])
-
-local q = redis.call('HMGET', QUARANTINE, 'until', 'shadow')
-if q[1] and tonumber(q[1]) > now and (q[2] == '0' or shadow == '1') then return { 0 } end
--- Never judge on a few sends: a handful of unverified codes is normal life, not pumping.
-if t.maturedSends < minSends then return { 0 } end
--- approvals / sends < minConversion, without dividing.
-if t.maturedApprovals >= minConversion * t.maturedSends then return { 0 } end
-
-local untilMs = now + quarantineMs
-local reason = string.format('conversion %.2f < %s over %d sends in %d s',
-  t.maturedApprovals / t.maturedSends, ARGV[5], t.maturedSends, windowMs / 1000)
-redis.call('DEL', QUARANTINE)
-redis.call('HSET', QUARANTINE, 'until', untilMs, 'reason', reason, 'shadow', shadow)
-redis.call('PEXPIRE', QUARANTINE, quarantineMs)
-return { 1, untilMs, reason, tonumber(shadow) }
+local now = tonumber(ARGV[1])
+local g = guard_settings(2)
+local out = {}
+for i = 1, (#KEYS - 1) / 2 do
+  local quarantine = KEYS[2 * i + 1]
+  local untilMs, reason = record_send(KEYS[2 * i], quarantine, read_quarantine(quarantine), now, g)
+  if untilMs then
+    index_add(KEYS[1], ARGV[9 + i], untilMs, now, g.indexMargin)
+    out[#out + 1] = i
+    out[#out + 1] = untilMs
+    out[#out + 1] = reason
+    out[#out + 1] = tonumber(g.shadow)
+  end
+end
+return out
 `);
 
 /**
- * record_approval: KEYS = counts. ARGV = sentAt, now, windowMs.
+ * record_approval: KEYS = the counts of each subject. ARGV = sentAt, now, windowMs.
  * Counts an approval in the bucket of its send's minute, so it raises the conversion of exactly
  * the sends it answers. Ignored when that bucket left the window (it is trimmed) or when the
  * bucket has no unanswered send (a send recorded before the guard was on, or a replay): a
  * conversion above 1 would hide pumping elsewhere in the window.
- * → 1 counted | 0 ignored
+ * → the number of subjects that counted it
  */
 export const RECORD_APPROVAL = script(`
-local COUNTS = KEYS[1]
 local sentAt, now, windowMs = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local minute = math.floor(sentAt / MINUTE)
 if minute < math.floor((now - windowMs) / MINUTE) then return 0 end
-local v = redis.call('HMGET', COUNTS, 's:' .. minute, 'a:' .. minute)
-if tonumber(v[2] or '0') >= tonumber(v[1] or '0') then return 0 end
-redis.call('HINCRBY', COUNTS, 'a:' .. minute, 1)
-return 1
+local counted = 0
+for _, counts in ipairs(KEYS) do
+  local v = redis.call('HMGET', counts, 's:' .. minute, 'a:' .. minute)
+  if tonumber(v[2] or '0') < tonumber(v[1] or '0') then
+    redis.call('HINCRBY', counts, 'a:' .. minute, 1)
+    counted = counted + 1
+  end
+end
+return counted
 `);
 
 /**
@@ -114,26 +162,14 @@ return { t.sends, t.approvals, t.maturedSends, t.maturedApprovals }
 `);
 
 /**
- * release: KEYS = counts, quarantine. Lifts a quarantine and forgets the subject's counts: the
- * operator overruled that evidence, so the next send must not re-quarantine on it; the subject is
- * judged again only after a fresh minimum volume. → 1 a quarantine (or shadow marker) existed | 0
+ * release: KEYS = counts, quarantine, the tenant's index. ARGV = the subject's index member.
+ * Lifts a quarantine and forgets the subject's counts: the operator overruled that evidence, so
+ * the next send must not re-quarantine on it; the subject is judged again only after a fresh
+ * minimum volume. → 1 a quarantine (or shadow marker) existed | 0
  */
 export const RELEASE = script(`
 local existed = redis.call('EXISTS', KEYS[2])
 redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('ZREM', KEYS[3], ARGV[1])
 return existed
 `);
-
-/**
- * index: KEYS = the tenant's quarantine index. ARGV = member, until, now, marginMs.
- * Adds a quarantine to the operator index, drops ended ones, and keeps the key alive as long as
- * its latest quarantine (never shortening it for a shorter, later one).
- */
-export const INDEX = `
-local member, untilMs, now, margin = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-redis.call('ZADD', KEYS[1], untilMs, member)
-local ttl = untilMs - now + margin
-if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
-return 1
-`;

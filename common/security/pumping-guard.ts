@@ -16,17 +16,21 @@
  * - **Quarantine**: a subject refused for `quarantineSeconds` with a generic answer. In shadow mode
  *   the same marker is written with `shadow: true`: reported and counted, never refused.
  *
- * Redis layout (`<p>` = keyPrefix; tenant and value escaped so they cannot open a hash tag):
- * - `<p>:pg:{<tenant>:<dimension>:<value>}:n` hash of buckets `s:<minute>`, `a:<minute>`, trimmed
+ * Redis layout (`<p>` = keyPrefix; the value escaped so that keys stay unambiguous):
+ * - `<p>:pg:{<tenant>}:<dimension>:<value>:n` hash of buckets `s:<minute>`, `a:<minute>`, trimmed
  *   to the window by every send and expiring window + 2 min after the last one;
- * - `<p>:pg:{<tenant>:<dimension>:<value>}:q` hash `until`, `reason`, `shadow`, TTL quarantineSeconds;
- * - `<p>:pg:idx:<tenant>` sorted set, member `<dimension>:<value>`, score until, for the operator
+ * - `<p>:pg:{<tenant>}:<dimension>:<value>:q` hash `until`, `reason`, `shadow`, TTL quarantineSeconds;
+ * - `<p>:pg:{<tenant>}:idx` sorted set, member `<dimension>:<value>`, score until, for the operator
  *   list without KEYS/SCAN; trimmed by time, expiring with its latest quarantine.
- * The two keys of a subject share one hash tag, so each script touches one slot (Cluster-safe).
+ * Every key of a tenant's guard carries the tenant's hash tag, as its send limits do
+ * (tenant-slot.ts): one script touches one slot (Cluster-safe), and the send gate counts a send
+ * for the guard in the same step as it checks the limits.
  */
 import type { Cluster, Redis } from 'ioredis';
 import { bindScript, type BoundScript } from '../store/scripts.js';
+import { bindKeyedScript, type KeyedScript } from './keyed-script.js';
 import * as lua from './pumping-guard.lua.js';
+import { tenantHashTag } from './tenant-slot.js';
 
 /** What a quarantine applies to. */
 export type GuardDimension = 'prefix' | 'country';
@@ -88,20 +92,18 @@ type Reply = (string | number | null)[];
 
 /** The guard's scripts bound to one connection (see pumping-guard.lua.ts for their contracts). */
 interface GuardScripts {
-  recordSend: BoundScript<Reply>;
-  recordApproval: BoundScript<number>;
+  recordSend: KeyedScript<Reply>;
+  recordApproval: KeyedScript<number>;
   stats: BoundScript<number[]>;
   release: BoundScript<number>;
-  index: BoundScript<number>;
 }
 
 function bindScripts(redis: Redis | Cluster): GuardScripts {
   return {
-    recordSend: bindScript(redis, 'kurirGuardRecordSend', 2, lua.RECORD_SEND),
-    recordApproval: bindScript(redis, 'kurirGuardRecordApproval', 1, lua.RECORD_APPROVAL),
+    recordSend: bindKeyedScript(redis, 'kurirGuardRecordSend', lua.RECORD_SEND),
+    recordApproval: bindKeyedScript(redis, 'kurirGuardRecordApproval', lua.RECORD_APPROVAL),
     stats: bindScript(redis, 'kurirGuardStats', 1, lua.STATS),
-    release: bindScript(redis, 'kurirGuardRelease', 2, lua.RELEASE),
-    index: bindScript(redis, 'kurirGuardIndex', 1, lua.INDEX),
+    release: bindScript(redis, 'kurirGuardRelease', 3, lua.RELEASE),
   };
 }
 
@@ -116,16 +118,17 @@ export function pumpingGuardKeys(keyPrefix: string): {
   quarantine(tenant: string, subject: GuardSubject): string;
   index(tenant: string): string;
 } {
-  const tag = (tenant: string, s: GuardSubject): string =>
-    `${keyPrefix}:pg:{${escapeKeyPart(tenant)}:${s.dimension}:${escapeKeyPart(s.value)}}`;
+  const base = (tenant: string) => `${keyPrefix}:pg:${tenantHashTag(tenant)}`;
+  const subjectBase = (tenant: string, s: GuardSubject) => `${base(tenant)}:${s.dimension}:${escapeKeyPart(s.value)}`;
   return {
-    counts: (tenant, subject) => `${tag(tenant, subject)}:n`,
-    quarantine: (tenant, subject) => `${tag(tenant, subject)}:q`,
-    index: (tenant) => `${keyPrefix}:pg:idx:${escapeKeyPart(tenant)}`,
+    counts: (tenant, subject) => `${subjectBase(tenant, subject)}:n`,
+    quarantine: (tenant, subject) => `${subjectBase(tenant, subject)}:q`,
+    index: (tenant) => `${base(tenant)}:idx`,
   };
 }
 
-function memberOf(subject: GuardSubject): string {
+/** A subject as a member of the tenant's quarantine index. */
+export function memberOf(subject: GuardSubject): string {
   return `${subject.dimension}:${subject.value}`;
 }
 
@@ -137,7 +140,7 @@ function subjectOf(member: string): GuardSubject | undefined {
 }
 
 /** The same subject twice in one call would count one send twice. */
-function distinct(subjects: readonly GuardSubject[]): GuardSubject[] {
+export function distinctSubjects(subjects: readonly GuardSubject[]): GuardSubject[] {
   const seen = new Map<string, GuardSubject>();
   for (const subject of subjects) {
     if (subject.value === '') throw new RangeError(`pumping guard: empty ${subject.dimension}`);
@@ -163,16 +166,64 @@ function assertSettings(s: PumpingGuardSettings): void {
 }
 
 /**
+ * The settings as the scripts read them (pumping-guard.lua.ts, `guard_settings`), after checking
+ * them; for a mode other than `off`.
+ */
+export function guardSettingsArgs(settings: PumpingGuardSettings): (string | number)[] {
+  assertSettings(settings);
+  const windowMs = settings.windowSeconds * 1000;
+  return [
+    windowMs,
+    settings.graceSeconds * 1000,
+    settings.minSends,
+    settings.minConversion,
+    settings.quarantineSeconds * 1000,
+    settings.mode === 'shadow' ? 1 : 0,
+    windowMs + COUNTS_MARGIN_MS,
+    INDEX_MARGIN_MS,
+  ];
+}
+
+/** The keys and member arguments of a send recorded for `subjects`, in the scripts' order. */
+export function guardSendParts(
+  keys: ReturnType<typeof pumpingGuardKeys>,
+  tenant: string,
+  subjects: readonly GuardSubject[],
+): { subjectKeys: string[]; index: string; members: string[] } {
+  return {
+    subjectKeys: subjects.flatMap((subject) => [keys.counts(tenant, subject), keys.quarantine(tenant, subject)]),
+    index: keys.index(tenant),
+    members: subjects.map(memberOf),
+  };
+}
+
+/**
+ * The quarantines a send created, from a script reply that lists them from `offset` on as
+ * `subjectIndex (1-based), until, reason, shadow` each.
+ */
+export function createdQuarantines(reply: readonly (string | number | null)[], offset: number, subjects: readonly GuardSubject[]): GuardQuarantine[] {
+  const created: GuardQuarantine[] = [];
+  for (let i = offset; i + 3 < reply.length; i += 4) {
+    const subject = subjects[Number(reply[i]) - 1];
+    if (subject === undefined) throw new Error('pumping guard: reply names no subject');
+    created.push({ subject, until: Number(reply[i + 1]), reason: String(reply[i + 2] ?? ''), shadow: Number(reply[i + 3]) === 1 });
+  }
+  return created;
+}
+
+/**
  * Judges prefixes and countries by the conversion of their recent sends and quarantines the ones
  * that burst without converting. Stateless between calls: all state is in Redis, so any number of
  * API processes may share it.
  *
  * Flow: `check` before queueing a send; `recordSend` once it is accepted (this is where the rule
- * trips); `recordApproval` when its verification is approved.
+ * trips); `recordApproval` when its verification is approved. The send gate does the first two
+ * inside its own script, with the same Lua (send-gate.lua.ts).
  */
 export class PumpingGuard {
   private readonly scripts: GuardScripts;
-  private readonly keys: ReturnType<typeof pumpingGuardKeys>;
+  /** Its key names, for the send gate's script, which counts sends in the same step as the limits. */
+  readonly keys: ReturnType<typeof pumpingGuardKeys>;
 
   constructor(
     private readonly redis: Redis | Cluster,
@@ -184,12 +235,12 @@ export class PumpingGuard {
 
   /**
    * Before a send: is any subject quarantined (or, in shadow mode, would it be)? A refusing
-   * verdict wins over a shadow one. One round trip: the reads are issued together and ioredis
-   * writes them back to back (to several nodes in parallel on a Cluster, where their slots differ).
+   * verdict wins over a shadow one. The reads are issued together (one round trip). The send gate
+   * makes the same check inside its script (send-gate.lua.ts); this one serves GET /v1/limits.
    */
   async check(tenant: string, subjects: readonly GuardSubject[], settings: PumpingGuardSettings, now: number): Promise<GuardVerdict> {
     if (settings.mode === 'off' || subjects.length === 0) return ALLOW;
-    const found = await Promise.all(distinct(subjects).map((subject) => this.readQuarantine(tenant, subject, now)));
+    const found = await Promise.all(distinctSubjects(subjects).map((subject) => this.readQuarantine(tenant, subject, now)));
     let observed: GuardVerdict = ALLOW;
     for (const quarantine of found) {
       if (quarantine === undefined) continue;
@@ -215,33 +266,12 @@ export class PumpingGuard {
     now: number,
   ): Promise<GuardVerdict[]> {
     if (settings.mode === 'off') return [];
-    assertSettings(settings);
-    const shadow = settings.mode === 'shadow';
-    const windowMs = settings.windowSeconds * 1000;
-    const created = await Promise.all(
-      distinct(subjects).map(async (subject): Promise<GuardVerdict | undefined> => {
-        const reply = await this.scripts.recordSend(
-          [this.keys.counts(tenant, subject), this.keys.quarantine(tenant, subject)],
-          [
-            now,
-            windowMs,
-            settings.graceSeconds * 1000,
-            settings.minSends,
-            settings.minConversion,
-            settings.quarantineSeconds * 1000,
-            shadow ? 1 : 0,
-            windowMs + COUNTS_MARGIN_MS,
-          ],
-        );
-        if (Number(reply[0]) !== 1) return undefined;
-        const until = Number(reply[1]);
-        // The index lives in another slot, so it is written after the quarantine: it only helps
-        // find quarantines, and every read confirms against the quarantine key itself.
-        await this.scripts.index([this.keys.index(tenant)], [memberOf(subject), until, now, INDEX_MARGIN_MS]);
-        return { kind: 'quarantined', subject, until, reason: String(reply[2] ?? ''), shadow: Number(reply[3]) === 1 };
-      }),
-    );
-    return created.filter((verdict): verdict is GuardVerdict => verdict !== undefined);
+    const settingsArgs = guardSettingsArgs(settings);
+    const judged = distinctSubjects(subjects);
+    if (judged.length === 0) return [];
+    const { subjectKeys, index, members } = guardSendParts(this.keys, tenant, judged);
+    const reply = await this.scripts.recordSend([index, ...subjectKeys], [now, ...settingsArgs, ...members]);
+    return createdQuarantines(reply, 0, judged).map((quarantine) => ({ kind: 'quarantined', ...quarantine }));
   }
 
   /** On approval of a verification whose send was recorded at `sentAt`: counts the conversion in that send's bucket. */
@@ -254,10 +284,12 @@ export class PumpingGuard {
   ): Promise<void> {
     if (settings.mode === 'off') return;
     assertSettings(settings);
-    await Promise.all(
-      distinct(subjects).map((subject) =>
-        this.scripts.recordApproval([this.keys.counts(tenant, subject)], [sentAt, now, settings.windowSeconds * 1000]),
-      ),
+    const counted = distinctSubjects(subjects);
+    if (counted.length === 0) return;
+    // One script for every subject: they share the tenant's slot.
+    await this.scripts.recordApproval(
+      counted.map((subject) => this.keys.counts(tenant, subject)),
+      [sentAt, now, settings.windowSeconds * 1000],
     );
   }
 
@@ -283,8 +315,10 @@ export class PumpingGuard {
    * on the evidence just overruled. Returns whether there was one to lift.
    */
   async release(tenant: string, subject: GuardSubject): Promise<boolean> {
-    const existed = await this.scripts.release([this.keys.counts(tenant, subject), this.keys.quarantine(tenant, subject)], []);
-    await this.redis.zrem(this.keys.index(tenant), memberOf(subject));
+    const existed = await this.scripts.release(
+      [this.keys.counts(tenant, subject), this.keys.quarantine(tenant, subject), this.keys.index(tenant)],
+      [memberOf(subject)],
+    );
     return Number(existed) === 1;
   }
 

@@ -16,15 +16,20 @@
  * ARGV = now, eventId, then 5 fields per rule: kind, limit (backoff: baseMs), windowMs,
  * maxMs (0 unless backoff), member ('' unless distinct). KEYS = the rule keys in rule order, each
  * `distinct` key followed by its undo hash.
+ *
+ * The prelude is exported for the send gate's script (send-gate.lua.ts), which checks and records
+ * the same rules in the same step as the gate's other checks: its ARGV also start with now and
+ * eventId, and its rules are the last keys and arguments, where `parse_rules` is told they start.
  */
 
-const PRELUDE = `
+export const LIMITER_PRELUDE = `
 local NOW = tonumber(ARGV[1])
 local EVENT = ARGV[2]
 
-local function parse_rules()
-  local rules, k = {}, 1
-  for i = 3, #ARGV, 5 do
+-- The rules from KEYS[first_key] and ARGV[first_arg] to the end of ARGV.
+local function parse_rules(first_key, first_arg)
+  local rules, k = {}, first_key
+  for i = first_arg, #ARGV, 5 do
     local r = { kind = ARGV[i], limit = tonumber(ARGV[i + 1]), window = tonumber(ARGV[i + 2]),
       max = tonumber(ARGV[i + 3]), member = ARGV[i + 4], key = KEYS[k] }
     k = k + 1
@@ -49,16 +54,19 @@ local function live_count(r)
   return redis.call('ZCOUNT', r.key, r.floor, '+inf')
 end
 
--- window / distinct with 'used' live entries → wait (0 = allowed now), resetAt (-1 = none).
+-- window / distinct with 'used' live entries → wait (0 = allowed now), resetAt (-1 = none, or
+-- not asked for: a consume needs only the wait, and reading the reset costs a range query).
 -- One more event fits once the (used - limit + 1) oldest have left, which is the oldest one
 -- unless the limit was lowered below what is already recorded.
-local function counted(r, used)
+local function counted(r, used, with_reset)
   if r.limit == 0 then
     -- Never allowed: report the whole window so a client backs off for a real period.
+    if not with_reset then return r.window, -1 end
     local newest = redis.call('ZREVRANGEBYSCORE', r.key, '+inf', r.floor, 'WITHSCORES', 'LIMIT', 0, 1)
     return r.window, newest[2] and (tonumber(newest[2]) + r.window) or -1
   end
   if used < r.limit then
+    if not with_reset then return 0, -1 end
     local oldest = live_at(r, 0)
     return 0, oldest and (oldest + r.window) or -1
   end
@@ -101,15 +109,16 @@ local function member_live(r)
   return s and tonumber(s) > NOW - r.window
 end
 
--- → used, wait, resetAt for one rule, as of NOW (reads only).
-local function evaluate(r)
+-- → used, wait, resetAt for one rule, as of NOW (reads only; resetAt only with_reset).
+local function evaluate(r, with_reset)
   if r.kind == 'backoff' then return backoff(r) end
   local used = live_count(r)
   if r.kind == 'distinct' and r.limit > 0 and member_live(r) then
+    if not with_reset then return used, 0, -1 end
     local oldest = live_at(r, 0)
     return used, 0, oldest + r.window
   end
-  local wait, reset = counted(r, used)
+  local wait, reset = counted(r, used, with_reset)
   return used, wait, reset
 end
 
@@ -132,10 +141,61 @@ local function trim(r)
     redis.call('ZREMRANGEBYSCORE', r.key, '-inf', cutoff)
   end
 end
+
+-- Trims every rule and checks it at NOW, recording nothing. A replay (the eventId already live in
+-- every window/backoff rule) is allowed and must record nothing; a rule that already holds the
+-- eventId is neither checked nor counted again.
+-- → 'allowed' | 'replay' | 'refused', ruleIndex (1-based), retryAfterMs (the longest wait)
+local function check_rules(rules)
+  local ided, seen = 0, 0
+  for _, r in ipairs(rules) do
+    trim(r)
+    if r.kind ~= 'distinct' then
+      ided = ided + 1
+      if redis.call('ZSCORE', r.key, EVENT) then
+        r.seen = true
+        seen = seen + 1
+      end
+    end
+  end
+  if ided > 0 and seen == ided then return 'replay' end
+
+  -- Check everything before writing anything: a refusal must leave every rule as it was.
+  local worst, worst_wait = 0, 0
+  for i, r in ipairs(rules) do
+    if not r.seen then
+      local _, wait = evaluate(r, false)
+      if wait > worst_wait then worst, worst_wait = i, wait end
+    end
+  end
+  if worst > 0 then return 'refused', worst, worst_wait end
+  return 'allowed'
+end
+
+-- Records the event in every rule that check_rules found allowing it.
+local function record_rules(rules)
+  for _, r in ipairs(rules) do
+    if r.kind == 'distinct' then
+      local prev = redis.call('ZSCORE', r.key, r.member)
+      local undo = redis.call('HGET', r.undo, r.member)
+      -- A retried event keeps its first undo record, so release still restores the state before it.
+      if not undo or string.sub(undo, string.find(undo, '|', 1, true) + 1) ~= EVENT then
+        redis.call('HSET', r.undo, r.member, (prev or '') .. '|' .. EVENT)
+      end
+      -- Keep the latest sighting: another process's clock may be slightly ahead of ours.
+      if not prev or tonumber(prev) < NOW then redis.call('ZADD', r.key, ARGV[1], r.member) end
+      redis.call('PEXPIRE', r.key, r.window)
+      redis.call('PEXPIRE', r.undo, r.window)
+    elseif not r.seen then
+      redis.call('ZADD', r.key, ARGV[1], EVENT)
+      redis.call('PEXPIRE', r.key, r.window)
+    end
+  end
+end
 `;
 
 function script(body: string): string {
-  return `${PRELUDE}\n${body}`;
+  return `${LIMITER_PRELUDE}\n${body}`;
 }
 
 /**
@@ -144,47 +204,10 @@ function script(body: string): string {
  * nothing; a rule that already holds the eventId is neither checked nor counted again.
  */
 export const CONSUME = script(`
-local rules = parse_rules()
-local ided, seen = 0, 0
-for _, r in ipairs(rules) do
-  trim(r)
-  if r.kind ~= 'distinct' then
-    ided = ided + 1
-    if redis.call('ZSCORE', r.key, EVENT) then
-      r.seen = true
-      seen = seen + 1
-    end
-  end
-end
-if ided > 0 and seen == ided then return { 1 } end
-
--- Check everything before writing anything: a refusal must leave every rule as it was.
-local worst, worst_wait = 0, 0
-for i, r in ipairs(rules) do
-  if not r.seen then
-    local _, wait = evaluate(r)
-    if wait > worst_wait then worst, worst_wait = i, wait end
-  end
-end
-if worst > 0 then return { 0, worst, worst_wait } end
-
-for _, r in ipairs(rules) do
-  if r.kind == 'distinct' then
-    local prev = redis.call('ZSCORE', r.key, r.member)
-    local undo = redis.call('HGET', r.undo, r.member)
-    -- A retried event keeps its first undo record, so release still restores the state before it.
-    if not undo or string.sub(undo, string.find(undo, '|', 1, true) + 1) ~= EVENT then
-      redis.call('HSET', r.undo, r.member, (prev or '') .. '|' .. EVENT)
-    end
-    -- Keep the latest sighting: another process's clock may be slightly ahead of ours.
-    if not prev or tonumber(prev) < NOW then redis.call('ZADD', r.key, ARGV[1], r.member) end
-    redis.call('PEXPIRE', r.key, r.window)
-    redis.call('PEXPIRE', r.undo, r.window)
-  elseif not r.seen then
-    redis.call('ZADD', r.key, ARGV[1], EVENT)
-    redis.call('PEXPIRE', r.key, r.window)
-  end
-end
+local rules = parse_rules(1, 3)
+local verdict, worst, wait = check_rules(rules)
+if verdict == 'refused' then return { 0, worst, wait } end
+if verdict == 'allowed' then record_rules(rules) end
 return { 1 }
 `);
 
@@ -194,8 +217,8 @@ return { 1 }
  */
 export const PEEK = script(`
 local out = {}
-for _, r in ipairs(parse_rules()) do
-  local used, wait, reset = evaluate(r)
+for _, r in ipairs(parse_rules(1, 3)) do
+  local used, wait, reset = evaluate(r, true)
   out[#out + 1] = used
   out[#out + 1] = wait
   out[#out + 1] = reset
@@ -210,7 +233,7 @@ return out
  */
 export const RELEASE = script(`
 local changed = 0
-for _, r in ipairs(parse_rules()) do
+for _, r in ipairs(parse_rules(1, 3)) do
   if r.kind == 'distinct' then
     local undo = redis.call('HGET', r.undo, r.member)
     if undo then

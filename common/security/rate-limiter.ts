@@ -17,7 +17,9 @@
  * plaintext.
  */
 import type { Cluster, Redis } from 'ioredis';
+import { bindKeyedScript, type KeyedScript } from './keyed-script.js';
 import * as lua from './rate-limiter.lua.js';
+import { tenantHashTag } from './tenant-slot.js';
 
 /**
  * One limit of a send.
@@ -64,26 +66,24 @@ export interface LimitStatus {
 }
 
 type Reply = (string | number | null)[];
-type ScriptRunner = (numberOfKeys: number, ...keysAndArgs: (string | number)[]) => Promise<Reply | number>;
 
-const SCRIPTS = {
-  kurirLimitConsume: lua.CONSUME,
-  kurirLimitPeek: lua.PEEK,
-  kurirLimitRelease: lua.RELEASE,
-} as const;
-type ScriptName = keyof typeof SCRIPTS;
+/**
+ * The limiter's scripts. The number of keys varies with the rules (keyed-script.ts); ioredis runs
+ * them by SHA and falls back to EVAL after a Redis restart (NOSCRIPT). peek is deliberately not
+ * marked readOnly, so it is never routed to a replica that has not seen the last consume yet.
+ */
+interface LimiterScripts {
+  consume: KeyedScript<Reply>;
+  peek: KeyedScript<Reply>;
+  release: KeyedScript<number>;
+}
 
-function defineScripts(redis: Redis | Cluster): Record<ScriptName, ScriptRunner> {
-  const runners = {} as Record<ScriptName, ScriptRunner>;
-  for (const [name, source] of Object.entries(SCRIPTS) as [ScriptName, string][]) {
-    // No numberOfKeys: it varies per call and goes first. defineCommand caches the script by SHA
-    // and falls back to EVAL after a Redis restart (NOSCRIPT). peek is deliberately not marked
-    // readOnly, so it is never routed to a replica that has not seen the last consume yet.
-    if (!(name in redis)) redis.defineCommand(name, { lua: source });
-    const command = (redis as unknown as Record<ScriptName, ScriptRunner>)[name];
-    runners[name] = (numberOfKeys, ...keysAndArgs) => command.call(redis, numberOfKeys, ...keysAndArgs);
-  }
-  return runners;
+function bindScripts(redis: Redis | Cluster): LimiterScripts {
+  return {
+    consume: bindKeyedScript(redis, 'kurirLimitConsume', lua.CONSUME),
+    peek: bindKeyedScript(redis, 'kurirLimitPeek', lua.PEEK),
+    release: bindKeyedScript(redis, 'kurirLimitRelease', lua.RELEASE),
+  };
 }
 
 /** Suffix of the hash that remembers, per distinct member, what the last event changed. */
@@ -94,12 +94,11 @@ const UNDO_SUFFIX = ':undo';
  * shares the tenant's hash tag, so one send's rules live in one Cluster slot.
  */
 export function limitKey(prefix: string, tenant: string, rule: string, subject: string): string {
-  if (tenant === '' || /[{}]/.test(tenant)) throw new Error(`limiter: tenant "${tenant}" cannot be a hash tag`);
-  return `${prefix}:lim:{${tenant}}:${rule}:${subject}`;
+  return `${prefix}:lim:${tenantHashTag(tenant)}:${rule}:${subject}`;
 }
 
 /** Redis Cluster's hash tag: the text between the first `{` and the next `}`, if not empty. */
-function hashTag(key: string): string | undefined {
+export function hashTag(key: string): string | undefined {
   const open = key.indexOf('{');
   if (open < 0) return undefined;
   const close = key.indexOf('}', open + 1);
@@ -162,8 +161,12 @@ function ruleArgs(rule: LimitRule): (string | number)[] {
   }
 }
 
-function scriptArgs(rules: readonly LimitRule[], keys: string[], now: number, eventId: string): (string | number)[] {
-  return [...keys, now, eventId, ...rules.flatMap(ruleArgs)];
+/**
+ * The keys and the per-rule arguments of a rule set, in the scripts' order (see rate-limiter.lua.ts),
+ * after validating it; for scripts that embed the limiter's prelude (the send gate's).
+ */
+export function limitScriptParts(rules: readonly LimitRule[]): { keys: string[]; args: (string | number)[] } {
+  return { keys: validate(rules, true), args: rules.flatMap(ruleArgs) };
 }
 
 function requireEventId(eventId: string): void {
@@ -175,10 +178,10 @@ function requireEventId(eventId: string): void {
  * number of processes may share one Redis (or Cluster).
  */
 export class SendLimiter {
-  private readonly scripts: Record<ScriptName, ScriptRunner>;
+  private readonly scripts: LimiterScripts;
 
   constructor(redis: Redis | Cluster) {
-    this.scripts = defineScripts(redis);
+    this.scripts = bindScripts(redis);
   }
 
   /**
@@ -189,9 +192,9 @@ export class SendLimiter {
   async consume(rules: readonly LimitRule[], now: number, eventId: string): Promise<LimitDecision> {
     requireInteger(now, 0, 'now');
     requireEventId(eventId);
-    const keys = validate(rules, true);
+    const { keys, args } = limitScriptParts(rules);
     if (rules.length === 0) return { allowed: true };
-    const reply = await this.scripts.kurirLimitConsume(keys.length, ...scriptArgs(rules, keys, now, eventId));
+    const reply = await this.scripts.consume(keys, [now, eventId, ...args]);
     if (!Array.isArray(reply)) throw new Error('limiter: unexpected consume reply');
     if (Number(reply[0]) === 1) return { allowed: true };
     const refused = rules[Number(reply[1]) - 1];
@@ -207,7 +210,7 @@ export class SendLimiter {
     requireInteger(now, 0, 'now');
     const keys = validate(rules, false);
     if (rules.length === 0) return [];
-    const reply = await this.scripts.kurirLimitPeek(keys.length, ...scriptArgs(rules, keys, now, ''));
+    const reply = await this.scripts.peek(keys, [now, '', ...rules.flatMap(ruleArgs)]);
     if (!Array.isArray(reply) || reply.length !== rules.length * 3) throw new Error('limiter: unexpected peek reply');
     return rules.map((rule, i) => {
       const used = Number(reply[i * 3]);
@@ -230,8 +233,8 @@ export class SendLimiter {
    */
   async release(rules: readonly LimitRule[], eventId: string): Promise<void> {
     requireEventId(eventId);
-    const keys = validate(rules, true);
+    const { keys, args } = limitScriptParts(rules);
     if (rules.length === 0) return;
-    await this.scripts.kurirLimitRelease(keys.length, ...scriptArgs(rules, keys, 0, eventId));
+    await this.scripts.release(keys, [0, eventId, ...args]);
   }
 }

@@ -2,17 +2,32 @@ import type { SecurityPolicy } from '../config/security-policy.js';
 import { geoAllows } from '../config/security-policy.js';
 import type { Channel } from '../domain/channel.js';
 import type { Destination } from '../domain/destination.js';
+import type { RedisClient } from '../store/verification.store.js';
 import type { DailyBudget } from './budget.js';
 import { nextUtcMidnight } from './budget.js';
-import type { DestinationLockout } from './lockout.js';
-import type { GuardQuarantine, GuardSubject, PumpingGuard } from './pumping-guard.js';
-import { limitKey, type LimitRule, type LimitStatus, type SendLimiter } from './rate-limiter.js';
+import { bindKeyedScript, type KeyedScript } from './keyed-script.js';
+import type { DestinationLockout, LockState } from './lockout.js';
+import {
+  createdQuarantines,
+  distinctSubjects,
+  guardSendParts,
+  guardSettingsArgs,
+  type GuardQuarantine,
+  type GuardSubject,
+  type PumpingGuard,
+} from './pumping-guard.js';
+import { hashTag, limitKey, limitScriptParts, type LimitRule, type LimitStatus, type SendLimiter } from './rate-limiter.js';
+import { ADMIT } from './send-gate.lua.js';
 
 /**
  * The gate every send request passes before anything is stored or queued: geo permissions,
  * destination lockout, the pumping quarantine, the daily budget and the send limits, in that
  * order (cheapest and most final first; the limits last because they record the send). A refused
  * request leaves no trace in the limits and never reaches a provider.
+ *
+ * Two Redis steps: the lockout (its keys are per destination, shared by every tenant, so they live
+ * in the destination's slot; a caller may read it together with its own reads and pass it in),
+ * then one script on the tenant's slot for everything else (send-gate.lua.ts).
  */
 
 /** Why a request was refused. `rule` is what a 429/403 names; `silenceable` ones may get a decoy. */
@@ -36,6 +51,8 @@ export interface SendRequest {
   eventId: string;
   security: SecurityPolicy;
   now: number;
+  /** The destination's lockout, when the caller already read it (`DestinationLockout.state`); read here otherwise. */
+  lock?: LockState | undefined;
 }
 
 export type GateDecision =
@@ -50,6 +67,8 @@ export type GateDecision =
   | { admitted: false; refusal: Refusal; newQuarantines: GuardQuarantine[] };
 
 export interface SendGateDeps {
+  /** The connection of the gate's own script (the other parts bring theirs). */
+  redis: RedisClient;
   limiter: SendLimiter;
   guard: PumpingGuard;
   budget: DailyBudget;
@@ -97,8 +116,66 @@ function refused(refusal: Refusal): GateDecision {
   return { admitted: false, refusal, newQuarantines: [] };
 }
 
+type Reply = (string | number | null)[];
+
+/** One script, one slot: a key outside the tenant's tag would be a CROSSSLOT error on a Cluster only. */
+function requireOneSlot(keys: readonly string[]): void {
+  const tag = hashTag(keys[0] ?? '');
+  for (const key of keys) {
+    if (tag === undefined || hashTag(key) !== tag) throw new Error(`send gate: key "${key}" is not in hash tag {${tag ?? ''}}`);
+  }
+}
+
+/** The admit script's reply (send-gate.lua.ts) as a decision. */
+function decision(
+  reply: Reply,
+  call: { channels: Channel[]; rules: LimitRule[]; subjects: GuardSubject[]; now: number },
+): GateDecision {
+  const kind = String(reply[0]);
+  switch (kind) {
+    case 'quarantine': {
+      const subject = call.subjects[Number(reply[1]) - 1];
+      if (subject === undefined) throw new Error('send gate: quarantine reply names no subject');
+      return refused({ kind: 'quarantine', rule: 'pumping_guard', subject, reason: String(reply[3] ?? ''), silenceable: true });
+    }
+    case 'budget': {
+      const first = call.channels[0] as Channel;
+      return refused({ kind: 'budget', rule: `budget_${first}`, retryAfterMs: nextUtcMidnight(call.now) - call.now, silenceable: false });
+    }
+    case 'limit': {
+      const rule = call.rules[Number(reply[1]) - 1];
+      if (rule === undefined) throw new Error('send gate: limit reply names no rule');
+      return refused({ kind: 'rate_limit', rule: rule.name, retryAfterMs: Number(reply[2]), silenceable: false });
+    }
+    case 'admit':
+    case 'tripped': {
+      const newQuarantines = createdQuarantines(reply, 3, call.subjects);
+      const enforced = newQuarantines.find((quarantine) => !quarantine.shadow);
+      if (kind === 'tripped' && enforced !== undefined) {
+        return {
+          admitted: false,
+          refusal: { kind: 'quarantine', rule: 'pumping_guard', subject: enforced.subject, reason: enforced.reason, silenceable: true },
+          newQuarantines,
+        };
+      }
+      const shadowSubject = call.subjects[Number(reply[1]) - 1];
+      const shadowQuarantine = shadowSubject === undefined ? undefined : { subject: shadowSubject, reason: String(reply[2] ?? '') };
+      return { admitted: true, channels: call.channels, shadowQuarantine, rules: call.rules, newQuarantines };
+    }
+    default:
+      throw new Error(`send gate: unexpected reply "${kind}"`);
+  }
+}
+
+/** Placeholders for the guard's settings when it is off (the script then judges no subject). */
+const NO_GUARD_SETTINGS = [0, 0, 0, 0, 0, 0, 0, 0];
+
 export class SendGate {
-  constructor(private readonly deps: SendGateDeps) {}
+  private readonly admitScript: KeyedScript<Reply>;
+
+  constructor(private readonly deps: SendGateDeps) {
+    this.admitScript = bindKeyedScript(deps.redis, 'kurirSendGate', ADMIT);
+  }
 
   async admit(request: SendRequest): Promise<GateDecision> {
     const { tenant, destination, security, now } = request;
@@ -108,52 +185,34 @@ export class SendGate {
     );
     if (channels.length === 0) return refused({ kind: 'geo', rule: 'geo', silenceable: true });
 
-    const lock = await this.deps.lockout.state(request.destinationMac);
+    const lock = request.lock ?? (await this.deps.lockout.state(request.destinationMac));
     if (lock.locked) {
       return refused({ kind: 'lockout', rule: 'destination_lockout', retryAfterMs: lock.retryAfterMs, silenceable: true });
     }
 
-    let shadowQuarantine: { subject: GuardSubject; reason: string } | undefined;
-    const subjects = guardSubjects(destination);
-    if (subjects.length > 0) {
-      const verdict = await this.deps.guard.check(tenant, subjects, security.pumping, now);
-      if (verdict.kind === 'quarantined') {
-        if (!verdict.shadow) {
-          return refused({ kind: 'quarantine', rule: 'pumping_guard', subject: verdict.subject, reason: verdict.reason, silenceable: true });
-        }
-        shadowQuarantine = { subject: verdict.subject, reason: verdict.reason };
-      }
-    }
-
     const first = channels[0] as Channel;
     const budget = security.budgets[first];
-    if (budget.failClosed && budget.dailyMessages !== null) {
-      const used = await this.deps.budget.used(tenant, first, now);
-      if (used >= budget.dailyMessages) {
-        return refused({ kind: 'budget', rule: `budget_${first}`, retryAfterMs: nextUtcMidnight(now) - now, silenceable: false });
-      }
-    }
-
+    const budgetLimit = budget.failClosed && budget.dailyMessages !== null ? budget.dailyMessages : -1;
+    const subjects = security.pumping.mode === 'off' ? [] : distinctSubjects(guardSubjects(destination));
     const rules = limitRules(request, this.deps.keyPrefix);
-    const decision = await this.deps.limiter.consume(rules, now, request.eventId);
-    if (!decision.allowed) {
-      return refused({ kind: 'rate_limit', rule: decision.rule, retryAfterMs: decision.retryAfterMs, silenceable: false });
-    }
-
-    // Count the send for the guard before it is queued, so that the send which trips the
-    // quarantine is itself refused instead of being the last one a pumper gets through.
-    const created = subjects.length === 0 ? [] : await this.deps.guard.recordSend(tenant, subjects, security.pumping, now);
-    const newQuarantines = created.filter((verdict): verdict is Extract<typeof verdict, { kind: 'quarantined' }> => verdict.kind === 'quarantined');
-    const enforced = newQuarantines.find((quarantine) => !quarantine.shadow);
-    if (enforced !== undefined) {
-      await this.deps.limiter.release(rules, request.eventId);
-      return {
-        admitted: false,
-        refusal: { kind: 'quarantine', rule: 'pumping_guard', subject: enforced.subject, reason: enforced.reason, silenceable: true },
-        newQuarantines,
-      };
-    }
-    return { admitted: true, channels, shadowQuarantine, rules, newQuarantines };
+    const limits = limitScriptParts(rules);
+    const guard = guardSendParts(this.deps.guard.keys, tenant, subjects);
+    const keys = [
+      ...(subjects.length > 0 ? [guard.index, ...guard.subjectKeys] : []),
+      ...(budgetLimit >= 0 ? [this.deps.budget.keyFor(tenant, first, now)] : []),
+      ...limits.keys,
+    ];
+    requireOneSlot(keys);
+    const reply = await this.admitScript(keys, [
+      now,
+      request.eventId,
+      subjects.length,
+      budgetLimit,
+      ...(subjects.length > 0 ? guardSettingsArgs(security.pumping) : NO_GUARD_SETTINGS),
+      ...guard.members,
+      ...limits.args,
+    ]);
+    return decision(reply, { channels, rules, subjects, now });
   }
 
   /** The send could not be queued after all: give its place in the limits back. */
@@ -174,19 +233,21 @@ export class SendGate {
     budgets: { channel: Channel; dailyMessages: number | null; used: number; resetAt: number }[];
   }> {
     const { tenant, destination, security, now } = request;
-    const limits = await this.deps.limiter.peek(limitRules(request, this.deps.keyPrefix), now);
-    const lockout = await this.deps.lockout.state(request.destinationMac);
-    const subjects = guardSubjects(destination);
-    const verdict = subjects.length === 0 ? { kind: 'allow' as const } : await this.deps.guard.check(tenant, subjects, security.pumping, now);
     const channels: Channel[] = destination.kind === 'email' ? ['email'] : ['whatsapp', 'sms'];
-    const budgets = await Promise.all(
-      channels.map(async (channel) => ({
-        channel,
-        dailyMessages: security.budgets[channel].dailyMessages,
-        used: await this.deps.budget.used(tenant, channel, now),
-        resetAt: nextUtcMidnight(now),
-      })),
-    );
+    // Independent reads, issued together.
+    const [limits, lockout, verdict, budgets] = await Promise.all([
+      this.deps.limiter.peek(limitRules(request, this.deps.keyPrefix), now),
+      this.deps.lockout.state(request.destinationMac),
+      this.deps.guard.check(tenant, guardSubjects(destination), security.pumping, now),
+      Promise.all(
+        channels.map(async (channel) => ({
+          channel,
+          dailyMessages: security.budgets[channel].dailyMessages,
+          used: await this.deps.budget.used(tenant, channel, now),
+          resetAt: nextUtcMidnight(now),
+        })),
+      ),
+    ]);
     return { limits, lockout, quarantined: verdict.kind === 'quarantined' && !verdict.shadow, budgets };
   }
 }

@@ -105,19 +105,22 @@ export class StatsStore {
     private readonly prefix: string,
   ) {}
 
-  /** Records one event's changes at `at` (epoch ms): one pipeline on one key. */
+  /**
+   * Records one event's changes at `at` (epoch ms): a few commands on one key, issued together.
+   * Not an explicit pipeline: building one copies every script registered on the connection (the
+   * queues' included, ~70 µs a time), and the command connection already sends what is issued
+   * together in one write (auto-pipelining, redis-connection.ts).
+   */
   async add(tenant: string, at: number, changes: readonly StatsChange[]): Promise<void> {
     const hour = Math.floor(at / HOUR_MS);
     const minute = Math.floor((at - hour * HOUR_MS) / MINUTE_MS);
     const fields = changes.flatMap((change) => statsFields(minute, change));
     if (fields.length === 0) return;
     const key = statsKey(this.prefix, tenant, hour);
-    const pipeline = this.redis.pipeline();
-    for (const [field, by] of fields) pipeline.hincrby(key, field, by);
-    pipeline.expireat(key, Math.ceil(((hour + 1) * HOUR_MS) / 1000) + STATS_RETENTION_SECONDS);
-    const results = (await pipeline.exec()) ?? [];
-    const failed = results.find(([error]) => error !== null);
-    if (failed?.[0] != null) throw failed[0];
+    await Promise.all([
+      ...fields.map(([field, by]) => this.redis.hincrby(key, field, by)),
+      this.redis.expireat(key, Math.ceil(((hour + 1) * HOUR_MS) / 1000) + STATS_RETENTION_SECONDS),
+    ]);
   }
 
   /**

@@ -8,8 +8,6 @@ export interface KeySpace {
   verification(id: string): string;
   /** Provider message id → `<verificationId>-<n>`, for receipts that do not echo externalId. */
   providerMessage(provider: string, providerMessageId: string): string;
-  /** Webhook event ids already accepted (dedupe). */
-  webhookEvent(eventDigest: string): string;
   /** Numbers Meta told us are not on WhatsApp (keyed by a MAC of the number, never the number). */
   noWhatsApp(numberMac: string): string;
   /** BullMQ prefix for one queue. */
@@ -21,7 +19,6 @@ export function createKeySpace(prefix: string): KeySpace {
     prefix,
     verification: (id) => `${prefix}:{${id}}`,
     providerMessage: (provider, id) => `${prefix}:pm:${provider}:${id}`,
-    webhookEvent: (digest) => `${prefix}:evt:${digest}`,
     noWhatsApp: (mac) => `${prefix}:nowa:${mac}`,
     queuePrefix: (queue) => `{${prefix}-${queue}}`,
   };

@@ -11,11 +11,17 @@ export type RedisTopology =
   | { kind: 'sentinel'; sentinels: { host: string; port: number }[]; name: string; password: string | undefined; db: number }
   | { kind: 'cluster'; nodes: { host: string; port: number }[]; password: string | undefined };
 
-/** What a connection is for: commands fail fast for producers; workers wait and reconnect forever. */
-export type ConnectionRole = 'commands' | 'workers';
+/**
+ * What a connection is for: commands (the store's and the security scripts) and queues (the
+ * queue producers) fail fast; workers wait and reconnect forever. The queue producers have a
+ * connection of their own because BullMQ registers its ~50 scripts on the connection it is given,
+ * and ioredis copies every script registered on a connection into each pipeline it builds there,
+ * which the auto-pipelined command connection does for every batch (~70 µs each with them).
+ */
+export type ConnectionRole = 'commands' | 'queues' | 'workers';
 
 function roleOptions(role: ConnectionRole, name: string): RedisOptions {
-  return role === 'commands'
+  return role !== 'workers'
     ? {
         // An API request must answer 503 within a second while Redis is away, not wait in the
         // offline queue through a growing reconnect back-off: one retry, reconnects every ≤ 200 ms.
@@ -33,14 +39,29 @@ function roleOptions(role: ConnectionRole, name: string): RedisOptions {
       };
 }
 
+/**
+ * Auto-pipelining for one node's command connection: the commands that concurrent requests issue
+ * in one event-loop turn leave in one socket write instead of one write each (BENCHMARKS.md: the
+ * API's largest syscall cost). Not for the workers' connections (their blocking commands must not
+ * wait behind a batch), nor the queues' (see ConnectionRole), and not on a Cluster: there ioredis batches per node but retries a
+ * batch's redirections (MOVED/ASK while slots move or a primary fails over) only when every
+ * command of the batch got the same one, so the others would fail with a raw MOVED instead of
+ * following it; and it files a custom command under the node of its first argument, which for the
+ * scripts with a varying number of keys is their key count (keyed-script.ts).
+ */
+function autoPipelining(role: ConnectionRole): RedisOptions {
+  return role === 'commands' ? { enableAutoPipelining: true } : {};
+}
+
 export function createRedisConnection(topology: RedisTopology, role: ConnectionRole, name: string): RedisClient {
   const options = roleOptions(role, name);
   switch (topology.kind) {
     case 'single':
-      return new Redis(topology.url, options);
+      return new Redis(topology.url, { ...options, ...autoPipelining(role) });
     case 'sentinel':
       return new Redis({
         ...options,
+        ...autoPipelining(role),
         sentinels: topology.sentinels,
         name: topology.name,
         db: topology.db,
@@ -49,8 +70,8 @@ export function createRedisConnection(topology: RedisTopology, role: ConnectionR
     case 'cluster': {
       const clusterOptions: ClusterOptions = {
         redisOptions: { ...options, ...(topology.password === undefined ? {} : { password: topology.password }) },
-        // Cluster-level equivalent of the per-request limit above.
-        ...(role === 'commands' ? { maxRedirections: 16 } : {}),
+        // Cluster-level equivalent of the per-request limit above. No auto-pipelining: see autoPipelining().
+        ...(role !== 'workers' ? { maxRedirections: 16 } : {}),
         lazyConnect: role === 'workers',
       };
       return new Cluster(topology.nodes, clusterOptions);

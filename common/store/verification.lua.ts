@@ -88,9 +88,19 @@ return { 'created' }
  * fresh random salt per call (the "double HMAC" blinding): whatever Lua's string equality leaks
  * about timing is about values the caller cannot predict, so it says nothing about the stored MAC.
  * → {status, attemptsRemaining, ended 0|1 (this call ended the verification), destinationMac}: the status after this check, `consumed` for an already approved one,
- *   `not_found` for an unknown id or another tenant's.
+ *   `not_found` for an unknown id or another tenant's; when ended, followed by the ending:
+ *   purpose, country, to, kind, createdAt, latest channel, hasCallback 0|1.
  */
 export const CHECK = script(`
+-- What the API reports an ending with (metrics, stats, the pumping guard, whether to emit a
+-- callback event), read in this same step so the API needs no read of the record afterwards:
+-- purpose, country, to, kind, createdAt, the latest delivery's channel, 1 if there is a callback URL.
+local function ending()
+  local e = redis.call('HMGET', KEY, 'purpose', 'country', 'to', 'kind', 'createdAt', 'sends', 'cb')
+  local channel = redis.call('HGET', KEY, dfield(e[6] or '1', 'ch'))
+  return e[1] or '', e[2] or '', e[3] or '', e[4] or '', e[5] or '0', channel or '', (e[7] and e[7] ~= '') and 1 or 0
+end
+
 local tenant, candidate, now, salt, retention = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
 local v = redis.call('HMGET', KEY, 'tenant', 'status', 'expiresAt', 'attempts', 'maxAttempts', 'codeMac', 'dmac', 'decoy')
 if not v[1] or v[1] ~= tenant then return { 'not_found', 0, 0, '' } end
@@ -98,24 +108,24 @@ local dmac = v[7] or ''
 local status, expiresAt, attempts, maxAttempts = v[2], tonumber(v[3]), tonumber(v[4]), tonumber(v[5])
 if status == 'pending' and now >= expiresAt then
   finish('expired', now, retention)
-  return { 'expired', 0, 1, dmac }
+  return { 'expired', 0, 1, dmac, ending() }
 end
 -- An approved verification is consumed: report it apart so the API can answer as for an unknown id.
 if status ~= 'pending' then return { status == 'approved' and 'consumed' or status, 0, 0, dmac } end
 if attempts >= maxAttempts then
   finish('max_attempts', now, retention)
-  return { 'max_attempts', 0, 1, dmac }
+  return { 'max_attempts', 0, 1, dmac, ending() }
 end
 attempts = redis.call('HINCRBY', KEY, 'attempts', 1)
 -- A decoy (a silently refused create) was never sent: nothing the caller types can match it.
 if not v[8] and redis.sha1hex(salt .. v[6]) == redis.sha1hex(salt .. candidate) then
   redis.call('HSET', KEY, 'approvedAt', now)
   finish('approved', now, retention)
-  return { 'approved', maxAttempts - attempts, 1, dmac }
+  return { 'approved', maxAttempts - attempts, 1, dmac, ending() }
 end
 if attempts >= maxAttempts then
   finish('max_attempts', now, retention)
-  return { 'max_attempts', 0, 1, dmac }
+  return { 'max_attempts', 0, 1, dmac, ending() }
 end
 return { 'pending', maxAttempts - attempts, 0, dmac }
 `);
@@ -207,7 +217,10 @@ return start_fallback(n, reason, now)
  * now (our clock, which decides expiry and stamps a fallback; provider clocks may drift).
  * Applies a provider receipt if it moves the delivery forward; a `failed` receipt starts the
  * fallback in the same step; a delivered/read receipt after a fallback is flagged as a double
- * send. → {changed 0|1, deliveryStatus, late 0|1, fallback result...}
+ * send. A `failed` receipt for a delivery that is already failed returns the fallback decision
+ * again (`already`/`exhausted`, nothing new is written): a receipt applied by a webhook request
+ * whose follow-up (queueing the fallback's send) did not finish is answered 503, and the
+ * provider's retry must be able to finish it. → {changed 0|1, deliveryStatus, late 0|1, fallback result...}
  */
 export const RECEIPT = script(`
 local n, status, now, err, pid, clock = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], tonumber(ARGV[6])
@@ -235,7 +248,7 @@ if changed == 1 and RANK[status] >= RANK['delivered'] and d[2] and d[2] ~= '0' a
   late = 1
 end
 local result = { changed, changed == 1 and status or st, late }
-if changed == 1 and status == 'failed' then
+if status == 'failed' and (changed == 1 or st == 'failed') then
   local fb = start_fallback(n, 'failed', clock)
   for _, item in ipairs(fb) do result[#result + 1] = item end
 end

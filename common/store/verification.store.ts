@@ -70,6 +70,21 @@ export interface CheckResult {
   ended: boolean;
   /** The destination's MAC ('' for an unknown id), for the cross-verification lockout. */
   destinationMac: string;
+  /** Only when `ended`: what reporting the ending needs, read in the check's own step. */
+  ending?: CheckEnding;
+}
+
+/** The parts of an ended verification its metrics, stats, pumping guard and callbacks need. */
+export interface CheckEnding {
+  purpose: string;
+  country: string | undefined;
+  to: string;
+  kind: 'phone' | 'email';
+  createdAt: number;
+  /** The channel of the latest delivery. */
+  channel: Channel;
+  /** Whether the verification has a callback URL (its events then need the whole record). */
+  hasCallback: boolean;
 }
 
 export interface SendContext {
@@ -298,12 +313,25 @@ export class VerificationStore {
   async check(id: string, tenant: string, candidateMac: string, now: number): Promise<CheckResult> {
     const salt = randomBytes(16).toString('hex');
     const reply = await this.scripts.kurirCheck(this.keys.verification(id), tenant, candidateMac, now, salt, this.retentionMs);
-    return {
+    const result: CheckResult = {
       status: str(reply[0]) as CheckStatus,
       attemptsRemaining: num(reply[1]),
       ended: num(reply[2]) === 1,
       destinationMac: str(reply[3]),
     };
+    if (result.ended && reply.length >= 11) {
+      const channel = str(reply[9]);
+      result.ending = {
+        purpose: str(reply[4]),
+        country: str(reply[5]) === '' ? undefined : str(reply[5]),
+        to: str(reply[6]),
+        kind: str(reply[7]) === 'email' ? 'email' : 'phone',
+        createdAt: num(reply[8]),
+        channel: isChannel(channel) ? channel : 'sms',
+        hasCallback: num(reply[10]) === 1,
+      };
+    }
+    return result;
   }
 
   /**

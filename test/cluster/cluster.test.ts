@@ -12,9 +12,10 @@ import { signatureHeader } from '../../common/providers/ycloud/ycloud-signature.
 import { DailyBudget } from '../../common/security/budget.js';
 import { DestinationLockout } from '../../common/security/lockout.js';
 import { PumpingGuard, type GuardSubject } from '../../common/security/pumping-guard.js';
-import { SendLimiter } from '../../common/security/rate-limiter.js';
-import { SendGate } from '../../common/security/send-gate.js';
+import { SendLimiter, limitKey, type LimitRule } from '../../common/security/rate-limiter.js';
+import { SendGate, limitRules } from '../../common/security/send-gate.js';
 import { createKeySpace } from '../../common/store/keys.js';
+import { createRedisConnection } from '../../common/store/redis-connection.js';
 import { VerificationStore, type RedisClient } from '../../common/store/verification.store.js';
 import { inspectRedis } from '../../common/runtime/redis-checks.js';
 import { REPO_ROOT } from '../helpers/processes.js';
@@ -44,17 +45,18 @@ const unavailable = redisClusterUnavailable();
 
 /** Canned replies that let each caller's parsing succeed; what matters is the keys it passes. */
 const CANNED: Record<string, (argv: unknown[]) => unknown> = {
+  // Admitted; with subjects (ARGV[3]), having created a shadow quarantine of the first one.
+  kurirSendGate: (argv) => (Number(argv[2]) > 0 ? ['admit', 0, '', 1, Date.now() + 60_000, 'test', 1] : ['admit', 0, '']),
   kurirLimitConsume: () => [1],
   // 5 ARGV per rule after now and eventId; 3 numbers per rule back.
   kurirLimitPeek: (argv) => new Array(((argv.length - 2) / 5) * 3).fill(0),
   kurirLimitRelease: () => 0,
-  // A new shadow quarantine: the guard then also writes its index (another call site).
   kurirGuardRecordSend: () => [1, Date.now() + 60_000, 'test', 1],
   kurirGuardRecordApproval: () => 1,
   kurirGuardStats: () => [0, 0, 0, 0],
   kurirGuardRelease: () => 1,
-  kurirGuardIndex: () => 1,
   kurirLockoutFailure: () => [0, 0],
+  kurirLockoutState: () => [-2, 0],
   kurirBudgetConsume: () => [1, 1],
 };
 
@@ -70,9 +72,6 @@ class RecordingRedis {
       this.calls.push({ script: name, keys: args.slice(0, count).map(String) });
       return CANNED[name]?.(args.slice(count)) ?? null;
     };
-  }
-  async pttl(): Promise<number> {
-    return -2;
   }
   async get(): Promise<null> {
     return null;
@@ -114,6 +113,7 @@ const CHECKED_SCRIPT_FILES = [
   'common/store/verification.store.ts',
   'common/security/rate-limiter.ts',
   'common/security/pumping-guard.ts',
+  'common/security/send-gate.ts',
   'common/security/lockout.ts',
   'common/security/budget.ts',
 ];
@@ -152,7 +152,7 @@ describe('key slots of every Lua call site (no Redis needed)', () => {
       const guard = new PumpingGuard(redis, { keyPrefix: prefix });
       const budget = new DailyBudget(redis, prefix);
       const lockout = new DestinationLockout(redis, prefix);
-      const gate = new SendGate({ limiter, guard, budget, lockout, keyPrefix: prefix });
+      const gate = new SendGate({ redis, limiter, guard, budget, lockout, keyPrefix: prefix });
       for (const tenant of ['acme', 'beta', 'bank-7_x']) {
         const security = tenantPolicy(DEFAULT_POLICY, tenant).security;
         const pumping = { ...security.pumping, mode: 'enforce' as const };
@@ -161,8 +161,13 @@ describe('key slots of every Lua call site (no Redis needed)', () => {
             const now = Date.now();
             const destinationMac = `mac${randomInt(1e9).toString(16)}`;
             const request = { tenant, destination: destination(to), destinationMac, ip, security: { ...security, pumping }, now };
-            const decision = await gate.admit({ ...request, channels: ['whatsapp', 'sms', 'email'], eventId: `ver_${randomUUID().slice(0, 12)}-1` });
-            if (decision.admitted) await gate.cancel(decision, `ver_x-${now}`);
+            // With an SMS budget that fails closed, so the gate's script also reads a budget counter.
+            const budgets = { ...security.budgets, sms: { dailyMessages: 1000, failClosed: true } };
+            for (const channels of [['whatsapp', 'sms', 'email'], ['sms']] as const) {
+              const decision = await gate.admit({ ...request, security: { ...request.security, budgets }, channels: [...channels], eventId: `ver_${randomUUID().slice(0, 12)}-1` });
+              if (decision.admitted) await gate.cancel(decision, `ver_x-${now}`);
+            }
+            await limiter.consume(limitRules(request, prefix), now, `ver_${randomUUID().slice(0, 12)}-1`);
             await gate.status(request);
             await gate.recordApproval(tenant, request.destination, request.security, now - 1000, now);
             await lockout.recordFailure(destinationMac, security.lockout);
@@ -216,8 +221,8 @@ describe('key slots of every Lua call site (no Redis needed)', () => {
   test('no module registers Lua scripts other than the ones checked above', () => {
     const sites = sourceFiles(REPO_ROOT)
       .map((path) => relative(REPO_ROOT, path))
-      .filter((path) => path !== 'common/store/scripts.ts')
-      .filter((path) => /\b(bindScript|defineCommand)\s*(<[^>]*>)?\(/.test(readFileSync(join(REPO_ROOT, path), 'utf8')));
+      .filter((path) => path !== 'common/store/scripts.ts' && path !== 'common/security/keyed-script.ts')
+      .filter((path) => /\b(bindScript|bindKeyedScript|defineCommand)\s*(<[^>]*>)?\(/.test(readFileSync(join(REPO_ROOT, path), 'utf8')));
     const unchecked = sites.filter((path) => !CHECKED_SCRIPT_FILES.includes(path));
     assert.deepEqual(unchecked, [], `new Lua call sites: drive them in the slot test above (${unchecked.join(', ')})`);
   });
@@ -455,7 +460,7 @@ describe('Kurir on a local 3-primary Redis Cluster', { skip: unavailable ?? fals
     assert.ok(new Set(queueNodes.values()).size >= 2, `queues all on one node: ${JSON.stringify([...queueNodes])}`);
 
     const counts = audit.scriptCounts();
-    for (const script of ['kurirCreate', 'kurirCheck', 'kurirBeginSend', 'kurirMarkSent', 'kurirFallback', 'kurirReceipt', 'kurirResend', 'kurirCancel', 'kurirLimitConsume', 'kurirLimitPeek', 'kurirGuardRecordSend', 'kurirGuardRelease', 'kurirLockoutFailure', 'kurirBudgetConsume']) {
+    for (const script of ['kurirCreate', 'kurirCheck', 'kurirBeginSend', 'kurirMarkSent', 'kurirFallback', 'kurirReceipt', 'kurirResend', 'kurirCancel', 'kurirSendGate', 'kurirLimitPeek', 'kurirGuardRecordApproval', 'kurirGuardRelease', 'kurirLockoutState', 'kurirLockoutFailure', 'kurirBudgetConsume']) {
       assert.ok((counts.get(script) ?? 0) > 0, `script ${script} never ran on the cluster; ran: ${[...counts.keys()].join(', ')}`);
     }
     assert.ok([...counts.keys()].some((name) => /^(addStandardJob|addDelayedJob|moveToFinished)/.test(name)), 'BullMQ scripts were audited too');
@@ -497,6 +502,30 @@ describe('Kurir on a local 3-primary Redis Cluster', { skip: unavailable ?? fals
     } finally {
       audit.crossSlot.length = before;
       await client.quit();
+    }
+  });
+
+  test("many tenants' scripts issued at once on the command connection each reach the node of their keys", async () => {
+    // Scripts with a varying number of keys, for tenants whose slots spread over the three
+    // primaries, all in one event-loop turn: what an auto-pipelining Cluster connection would
+    // batch by the scripts' first argument (their key count) and send to one node
+    // (redis-connection.ts, keyed-script.ts).
+    const redis = createRedisConnection({ kind: 'cluster', nodes: live().ports.map((port) => ({ host: '127.0.0.1', port })), password: undefined }, 'commands', 'kt-autopipeline');
+    try {
+      const limiter = new SendLimiter(redis);
+      const prefix = `kt-ap-${randomUUID().slice(0, 8)}`;
+      const now = Date.now();
+      const rules = (tenant: string, count: number): LimitRule[] =>
+        Array.from({ length: count }, (_, i) => ({ kind: 'window', name: `w${i}`, key: limitKey(prefix, tenant, `w${i}`, 'x'), limit: 5, windowMs: 60_000 }));
+      const tenants = Array.from({ length: 90 }, (_, i) => `tenant-${i}`);
+      // redis-cli --cluster create splits the slots in three equal ranges.
+      assert.equal(new Set(tenants.map((tenant) => Math.min(2, Math.floor(keySlot(`{${tenant}}`) / 5461)))).size, 3, 'tenants on every node');
+      const consumed = await Promise.all(tenants.map((tenant, i) => limiter.consume(rules(tenant, 1 + (i % 3)), now, 'e1')));
+      assert.ok(consumed.every((decision) => decision.allowed));
+      const peeked = await Promise.all(tenants.map((tenant, i) => limiter.peek(rules(tenant, 1 + (i % 3)), now)));
+      assert.deepEqual(peeked.map((statuses) => statuses.every((status) => status.used === 1)), tenants.map(() => true));
+    } finally {
+      await redis.quit();
     }
   });
 

@@ -514,15 +514,16 @@ describe('OpenAPI contract, over HTTP', () => {
     const post = (rawBody: string, headers: Record<string, string>, expected: Expected) =>
       expectAnswer('post', WEBHOOK, { tenant: null, rawBody, headers: { 'Content-Type': 'application/json', ...headers } }, expected);
     const signed = (body: string) => ({ 'YCloud-Signature': signatureHeader(secret, Math.floor(Date.now() / 1000), body) });
-    const event = JSON.stringify({
-      id: `evt_${randomUUID()}`,
-      type: 'whatsapp.message.updated',
-      apiVersion: 'v2',
-      createTime: new Date().toISOString(),
-      whatsappMessage: { id: `wamid.${randomUUID()}`, wabaId: 'waba_1', from: '+15550001000', to: magicNumber('0000'), status: 'delivered' },
-    });
+    // A verification the simulator never reports delivered, so only this event can deliver it.
+    const target = await created('acme', '1002');
+    const message = await k.simulator.waitForMessage((m) => m.to === target.to && m.channel === 'whatsapp');
+    const receipt = (whatsappMessage: JsonObject) =>
+      JSON.stringify({ id: `evt_${randomUUID()}`, type: 'whatsapp.message.updated', apiVersion: 'v2', createTime: new Date().toISOString(), whatsappMessage });
+    const event = receipt({ id: message.id, wabaId: 'waba_1', from: '+15550001000', to: target.to, status: 'delivered', externalId: `${target.id}-1` });
     assert.deepEqual((await post(event, signed(event), { status: 200 })).body, { received: true });
     assert.deepEqual((await post(event, signed(event), { status: 200 })).body, { received: true, duplicate: true });
+    const unknown = receipt({ id: `wamid.${randomUUID()}`, wabaId: 'waba_1', from: '+15550001000', to: magicNumber('0000'), status: 'delivered' });
+    assert.deepEqual((await post(unknown, signed(unknown), { status: 200 })).body, { received: true, ignored: true });
     const inbound = JSON.stringify({ id: `evt_${randomUUID()}`, type: 'whatsapp.inbound_message.received', apiVersion: 'v2' });
     assert.deepEqual((await post(inbound, signed(inbound), { status: 200 })).body, { received: true, ignored: true });
 

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
+import type { JobQueues } from '../../common/jobs/queues.js';
 import { signatureHeader } from '../../common/providers/ycloud/ycloud-signature.js';
+import { receiveYCloudWebhook } from '../../api/webhooks.handler.js';
 import { magicNumber, startKurir, type KurirHarness } from '../helpers/kurir.js';
 
 /**
@@ -139,6 +141,55 @@ describe('accepted events', () => {
     await new Promise((resolve) => setTimeout(resolve, 200));
     assert.equal((await k.get(target.id)).deliveries[0]?.status, 'read');
     assert.ok(view.deliveries[0]?.deliveredAt);
+  });
+
+  test('a receipt for a message Kurir does not know is acknowledged as ignored', async () => {
+    const body = JSON.stringify(whatsappEvent({ id: 'ver_0000000000unknown', to: magicNumber('0000'), providerMessageId: `wamid.${randomUUID()}` }, 'delivered'));
+    const reply = await post(body, signed(body));
+    assert.equal(reply.status, 200);
+    assert.deepEqual(reply.body, { received: true, ignored: true });
+  });
+
+  test('a failed receipt whose fallback could not be queued answers 503; the provider\'s retry queues it', async () => {
+    const target = await sentOnlyVerification();
+    const body = JSON.stringify(whatsappEvent(target, 'failed'));
+    const services = k.kurir.services;
+    // Redis failing between the receipt script and the fallback's send job.
+    const failing: JobQueues = Object.create(services.queues, {
+      enqueueSend: { value: async () => Promise.reject(new Error('Connection is closed.')) },
+    });
+    const unavailableBefore = await webhookCount('unavailable');
+    await assert.rejects(
+      receiveYCloudWebhook({ rawBody: Buffer.from(body), signatureHeader: signed(body)['YCloud-Signature'] }, { ...services, queues: failing, webhookSecret: secret }),
+      (error: { code?: string }) => error.code === 'service_unavailable',
+    );
+    assert.equal((await webhookCount('unavailable')) - unavailableBefore, 1);
+    const applied = await k.get(target.id);
+    assert.equal(applied.deliveries[0]?.status, 'failed', 'the receipt itself was applied');
+    assert.equal(applied.deliveries[1]?.status, 'queued', 'and the fallback decided, but its send never queued');
+
+    // YCloud retries the same event: nothing changes in the delivery, and the SMS goes out.
+    const retry = await post(body, signed(body));
+    assert.equal(retry.status, 200, retry.text);
+    await k.simulator.waitForMessage((m) => m.to === target.to && m.channel === 'sms', 3000);
+    await k.waitFor(target.id, (v) => v.deliveries[1]?.status === 'delivered');
+    assert.equal(k.sentTo(target.to).filter((m) => m.channel === 'sms').length, 1);
+  });
+
+  test('one timer per verification: moved to the delivery timeout while it waits, back to the expiry once delivered', async () => {
+    const target = await sentOnlyVerification();
+    const timers = `{${k.prefix}-verification-expiry}:verification-expiry:delayed`;
+    // BullMQ scores a delayed job by its due time × 4096 (+ a counter).
+    const dueAt = async () => Math.floor(Number(await k.redis.zscore(timers, `expire-${target.id}`)) / 4096);
+    const view = await k.get(target.id);
+    const sentAt = Date.parse(String(view.deliveries[0]?.sentAt));
+    const expiresAt = Date.parse(String(view.raw.body.expiresAt));
+    assert.ok(Math.abs((await dueAt()) - (sentAt + 30_000)) < 1000, 'due at the delivery timeout');
+    assert.equal(await k.kurir.services.queues.queue('delivery-timeout').getJob(`timeout-${target.id}-1`), undefined, 'no timeout job of its own');
+
+    const body = JSON.stringify(whatsappEvent(target, 'delivered'));
+    assert.equal((await post(body, signed(body))).status, 200);
+    assert.ok(Math.abs((await dueAt()) - expiresAt) < 1000, 'back at the expiry');
   });
 
   test('unknown event types are acknowledged and counted, not queued', async () => {

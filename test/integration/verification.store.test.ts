@@ -27,6 +27,8 @@ const LIFETIME_MS = 10 * 60_000;
 const RETENTION_MS = 60_000;
 const MAX_ATTEMPTS = 5;
 const LIMITS = { cooldownMs: 30_000, maxSends: 5 };
+/** What a check that ends a seeded verification reports with it (newVerification's values). */
+const ENDING = { purpose: 'login', country: 'ID', to: '+628123456789', kind: 'phone', createdAt: T0, channel: 'whatsapp', hasCallback: false } as const;
 
 interface Fixture {
   redis: Redis;
@@ -143,6 +145,7 @@ describe('VerificationStore.check', () => {
         attemptsRemaining: MAX_ATTEMPTS - 1,
         ended: true,
         destinationMac: 'dmac-test',
+        ending: ENDING,
       });
       assert.deepEqual(await store.check(id, TENANT, vault.mac(id, CODE), T0 + 2_000), {
         status: 'consumed',
@@ -168,7 +171,7 @@ describe('VerificationStore.check', () => {
         { status: 'pending', attemptsRemaining: 3, ended: false, destinationMac: 'dmac-test' },
         { status: 'pending', attemptsRemaining: 2, ended: false, destinationMac: 'dmac-test' },
         { status: 'pending', attemptsRemaining: 1, ended: false, destinationMac: 'dmac-test' },
-        { status: 'max_attempts', attemptsRemaining: 0, ended: true, destinationMac: 'dmac-test' },
+        { status: 'max_attempts', attemptsRemaining: 0, ended: true, destinationMac: 'dmac-test', ending: ENDING },
       ]);
       assert.deepEqual(await store.check(id, TENANT, vault.mac(id, CODE), T0 + 9_000), {
         status: 'max_attempts',
@@ -192,6 +195,7 @@ describe('VerificationStore.check', () => {
         attemptsRemaining: 0,
         ended: true,
         destinationMac: 'dmac-test',
+        ending: ENDING,
       });
       assert.deepEqual(await store.check(id, TENANT, vault.mac(id, CODE), expiresAt + 1), {
         status: 'expired',
@@ -203,6 +207,19 @@ describe('VerificationStore.check', () => {
       assert.equal(stored.status, 'expired');
       assert.equal(stored.attempts, 0);
       assert.equal(stored.endedAt, expiresAt);
+    });
+  });
+
+  it('an ending reports the latest delivery, the kind and the callback URL of the record', async () => {
+    await withStore('check-ending', async ({ store }) => {
+      const phone = await seed(store, { callbackUrl: 'https://example.com/hook' });
+      assert.equal((await store.resend(phone, TENANT, 'sms', T0 + 60_000, LIMITS)).kind, 'ok');
+      const resent = await store.check(phone, TENANT, vault.mac(phone, CODE), T0 + 61_000);
+      assert.deepEqual(resent.ending, { ...ENDING, channel: 'sms', hasCallback: true });
+
+      const email = await seed(store, { to: 'user@example.com', kind: 'email', country: undefined, plan: ['email'], firstChannel: 'email' });
+      const approved = await store.check(email, TENANT, vault.mac(email, CODE), T0 + 1_000);
+      assert.deepEqual(approved.ending, { ...ENDING, country: undefined, to: 'user@example.com', kind: 'email', channel: 'email' });
     });
   });
 
@@ -250,6 +267,7 @@ describe('VerificationStore.check', () => {
         attemptsRemaining: MAX_ATTEMPTS - 1,
         ended: true,
         destinationMac: 'dmac-test',
+        ending: ENDING,
       });
     });
   });
@@ -568,8 +586,9 @@ describe('VerificationStore.applyReceipt', () => {
         deliveredAfterFallback: false,
         fallback: { kind: 'fallback', delivery: 2, channel: 'sms' },
       });
+      // Applied again (the provider's retry), it reports the same decision so the caller can finish queueing it.
       const again = await store.applyReceipt(id, 1, { status: 'failed', at: T0 + 600, errorCode: '131026', providerMessageId: 'wamid.1' }, T0 + 600);
-      assert.deepEqual(again, { changed: false, status: 'failed', deliveredAfterFallback: false, fallback: undefined });
+      assert.deepEqual(again, { changed: false, status: 'failed', deliveredAfterFallback: false, fallback: { kind: 'already', delivery: 2, channel: 'sms' } });
 
       const verification = await mustGet(store, id);
       assert.equal(verification.deliveries.length, 2);
@@ -700,7 +719,8 @@ describe('VerificationStore.fallback', () => {
       assert.deepEqual(await store.fallback(id, 1, 'timeout', T0 + 31_000), { kind: 'exhausted' });
       assert.deepEqual(await store.fallback(id, 1, 'failed', T0 + 32_000, '30008'), { kind: 'exhausted' });
       const receipt = await store.applyReceipt(id, 1, { status: 'failed', at: T0 + 33_000, providerMessageId: 'sms-1' }, T0 + 33_000);
-      assert.deepEqual(receipt.fallback, undefined, 'already failed: the receipt changes nothing');
+      assert.equal(receipt.changed, false, 'already failed: the receipt changes nothing');
+      assert.deepEqual(receipt.fallback, { kind: 'exhausted' }, 'and reports the decision again, for a caller finishing an interrupted run');
       const verification = await mustGet(store, id);
       assert.equal(verification.deliveries.length, 1);
       assert.equal(verification.deliveries[0]?.fellBackTo, undefined);

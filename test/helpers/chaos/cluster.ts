@@ -23,7 +23,9 @@ import { startPrivateRedis, type PrivateRedis } from './redis-server.js';
 export const ALL_QUEUES: readonly QueueName[] = Object.values(QUEUES);
 /**
  * The queues whose work must drain for the system to be at rest. A verification-expiry job waits
- * (delayed) until its verification's TTL is over by design, so it does not count as backlog.
+ * (delayed) until its verification's TTL is over by design, so it does not count as backlog; it
+ * is also the verification's delivery timer, so a test that needs its timeouts to have fired
+ * waits for them itself.
  */
 export const WORK_QUEUES: readonly QueueName[] = ALL_QUEUES.filter((name) => (name as string) !== 'verification-expiry');
 const START_TIMEOUT_MS = 20_000;
