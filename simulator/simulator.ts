@@ -210,7 +210,7 @@ export async function startSimulator(options: SimulatorOptions): Promise<Simulat
     if (req.method === 'GET' && url.pathname === '/v2/sms') {
       req.resume();
       if (req.headers['x-api-key'] !== options.apiKey) {
-        return await respond(res, errorReply(requestId, 401, 'UNAUTHORIZED', 'Missing or invalid API key in the X-API-Key header.'));
+        return await respond(res, unauthorized(requestId));
       }
       const parsedQuery = parseSmsListQuery(url.searchParams, Date.now());
       if (!parsedQuery.ok) return await respond(res, paramInvalid(requestId, parsedQuery.message, ''));
@@ -229,7 +229,7 @@ export async function startSimulator(options: SimulatorOptions): Promise<Simulat
     let result: SendResult;
     if (req.headers['x-api-key'] !== options.apiKey) {
       result = refused(
-        errorReply(requestId, 401, 'UNAUTHORIZED', 'Missing or invalid API key in the X-API-Key header.'),
+        unauthorized(requestId),
         bestEffortTo(parsed),
         'unauthorized',
       );
@@ -677,6 +677,10 @@ function invalidParam(context: SendContext, target: string, message: string, to:
 
 function paramInvalid(requestId: string, message: string, target: string): Reply {
   return errorReply(requestId, 400, 'PARAM_INVALID', message, { target });
+}
+
+function unauthorized(requestId: string): Reply {
+  return errorReply(requestId, 401, 'UNAUTHORIZED', 'Missing or invalid API key in the X-API-Key header.');
 }
 
 /** YCloud `ErrorResponse`, with the request id mirrored in the body as YCloud does. */

@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { Channel } from '../common/domain/channel.js';
 import { dispatchFallback } from '../common/delivery/fallback.js';
 import { nextChannel } from '../common/domain/verification.js';
+import { isLastAttempt } from '../common/jobs/processor.js';
 import { ProviderError, type LookupResult, type SendResult } from '../common/providers/provider.js';
 import type { SendDoubt } from '../common/store/verification.store.js';
 import type { SendDeps } from './send.handler.js';
@@ -43,6 +44,11 @@ export async function settleDoubt(job: Job, doubt: SendDoubt, scope: DoubtScope)
   const now = deps.now();
   const count = (resolution: string) =>
     deps.metrics.sendsInDoubt.inc({ channel: context.channel, cause: doubt.cause, resolution });
+  // Ends this delivery as failed and starts the next channel, as a failed receipt would.
+  const failOver = async (errorCode: string) => {
+    const fallback = await deps.store.fallback(scope.verificationId, scope.delivery, 'failed', now, errorCode);
+    await dispatchFallback(fallback, { verificationId: scope.verificationId, from: context.channel, reason: 'failed', requestId: scope.requestId }, deps);
+  };
 
   let answer: LookupResult;
   try {
@@ -53,8 +59,7 @@ export async function settleDoubt(job: Job, doubt: SendDoubt, scope: DoubtScope)
     });
   } catch (caught) {
     const error = caught instanceof ProviderError ? caught : undefined;
-    const lastAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
-    if (!lastAttempt) {
+    if (!isLastAttempt(job)) {
       // Still in doubt: the next attempt asks again.
       await deps.store.markRetry(scope.verificationId, scope.delivery, error?.code ?? 'lookup_failed', true);
       log.warn({ errorCode: error?.code, cause: doubt.cause }, 'could not ask the provider about an earlier send; will retry');
@@ -67,8 +72,7 @@ export async function settleDoubt(job: Job, doubt: SendDoubt, scope: DoubtScope)
     count('found');
     log.info({ cause: doubt.cause, providerMessageId: answer.sent.providerMessageId }, 'earlier send found at the provider: not sent again');
     if (answer.sent.status !== 'failed') return { action: 'adopt', sent: answer.sent };
-    const fallback = await deps.store.fallback(scope.verificationId, scope.delivery, 'failed', now, 'undelivered');
-    await dispatchFallback(fallback, { verificationId: scope.verificationId, from: context.channel, reason: 'failed', requestId: scope.requestId }, deps);
+    await failOver('undelivered');
     return { action: 'done', reason: 'failed_at_provider' };
   }
   if (answer.kind === 'absent') {
@@ -79,8 +83,7 @@ export async function settleDoubt(job: Job, doubt: SendDoubt, scope: DoubtScope)
   if (doubt.cause === 'worker_lost' && nextChannel(context.plan, context.channel) !== undefined) {
     count('fell_back');
     log.warn({ cause: doubt.cause, reason: answer.reason }, 'earlier send cannot be checked: moving to the next channel');
-    const fallback = await deps.store.fallback(scope.verificationId, scope.delivery, 'failed', now, 'in_doubt');
-    await dispatchFallback(fallback, { verificationId: scope.verificationId, from: context.channel, reason: 'failed', requestId: scope.requestId }, deps);
+    await failOver('in_doubt');
     return { action: 'done', reason: 'in_doubt_fell_back' };
   }
   count('resent');

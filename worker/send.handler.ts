@@ -5,6 +5,7 @@ import type { Channel } from '../common/domain/channel.js';
 import { dispatchFallback } from '../common/delivery/fallback.js';
 import { nextChannel } from '../common/domain/verification.js';
 import { sendJobSchema } from '../common/jobs/catalogue.js';
+import { isLastAttempt } from '../common/jobs/processor.js';
 import type { JobQueues } from '../common/jobs/queues.js';
 import { maskDestination } from '../common/observability/mask.js';
 import type { Metrics } from '../common/observability/metrics.js';
@@ -174,7 +175,7 @@ async function onSendError(
   if (error.notOnWhatsApp) await rememberNoWhatsApp(context.to, deps);
 
   const hasNext = nextChannel(context.plan, context.channel) !== undefined;
-  const lastAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+  const lastAttempt = isLastAttempt(job);
   const retry = error.kind === 'transient' ? !lastAttempt : error.kind === 'rate_limited' ? !hasNext && !lastAttempt : false;
 
   if (retry) {

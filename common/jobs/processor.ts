@@ -46,6 +46,11 @@ export function startProcessor<T>(options: {
   return worker;
 }
 
+/** Whether the attempt now running is the job's last: a failure then is final, not retried. */
+export function isLastAttempt(job: Job): boolean {
+  return job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+}
+
 /** Closes workers in parallel, letting in-flight jobs finish; one failure never skips the rest. */
 export async function closeWorkers(workers: readonly Worker[]): Promise<void> {
   const results = await Promise.allSettled(workers.map((worker) => worker.close()));

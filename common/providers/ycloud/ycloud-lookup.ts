@@ -1,8 +1,8 @@
 import { z } from 'zod';
 
 import type { LookupResult, ReceiptStatus, SentLookup } from '../provider.js';
-import type { HttpReply, HttpTransport } from '../../http/keep-alive-transport.js';
-import { classifyHttpError, classifyTransportFailure } from './ycloud-errors.js';
+import type { HttpTransport } from '../../http/keep-alive-transport.js';
+import { callYCloud } from './ycloud-http.js';
 
 /**
  * Finds a message we may have sent among YCloud's records. Only SMS can be searched: YCloud
@@ -55,27 +55,12 @@ export async function lookupSent(query: SentLookup, options: LookupOptions, sign
 }
 
 async function getJson(url: string, options: LookupOptions, signal: AbortSignal | undefined): Promise<unknown> {
-  let reply: HttpReply;
-  try {
-    reply = await options.transport(url, {
-      method: 'GET',
-      headers: { 'X-API-Key': options.apiKey, Accept: 'application/json' },
-      timeoutMs: options.timeoutMs,
-      signal,
-    });
-  } catch (error) {
-    throw classifyTransportFailure('sms', error);
-  }
-  if (reply.status < 200 || reply.status > 299) {
-    throw classifyHttpError({
-      channel: 'sms',
-      httpStatus: reply.status,
-      bodyText: reply.text,
-      retryAfterHeader: reply.header('retry-after') ?? null,
-      requestIdHeader: reply.header('ycloud-request-id') ?? null,
-      nowMs: Date.now(),
-    });
-  }
+  const reply = await callYCloud(
+    'sms',
+    url,
+    { method: 'GET', headers: { 'X-API-Key': options.apiKey, Accept: 'application/json' }, timeoutMs: options.timeoutMs, signal },
+    options.transport,
+  );
   try {
     return JSON.parse(reply.text) as unknown;
   } catch {

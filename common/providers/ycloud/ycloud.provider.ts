@@ -13,13 +13,12 @@ import type {
   SmsMessage,
   WhatsAppOtpMessage,
 } from '../provider.js';
-import { createKeepAliveTransport, type HttpReply, type HttpTransport } from '../../http/keep-alive-transport.js';
+import { createKeepAliveTransport, type HttpTransport } from '../../http/keep-alive-transport.js';
 import {
-  classifyTransportFailure,
-  classifyHttpError,
   failedOnSubmit,
   invalidSuccessResponse,
 } from './ycloud-errors.js';
+import { callYCloud } from './ycloud-http.js';
 import { lookupSent } from './ycloud-lookup.js';
 
 /**
@@ -57,11 +56,12 @@ export function createYCloudProvider(options: YCloudProviderOptions): MessagingP
     body: unknown,
     signal: AbortSignal | undefined,
   ): Promise<SendResult> {
-    let reply: HttpReply;
-    try {
-      // The deadline covers the body too: a server that sends headers and then stalls must not
-      // hold a worker slot forever.
-      reply = await transport(`${baseUrl}${path}`, {
+    // The deadline covers the body too: a server that sends headers and then stalls must not
+    // hold a worker slot forever.
+    const reply = await callYCloud(
+      channel,
+      `${baseUrl}${path}`,
+      {
         method: 'POST',
         headers: {
           'X-API-Key': options.apiKey,
@@ -71,21 +71,9 @@ export function createYCloudProvider(options: YCloudProviderOptions): MessagingP
         body: JSON.stringify(body),
         timeoutMs: options.timeoutMs,
         signal,
-      });
-    } catch (error) {
-      throw classifyTransportFailure(channel, error);
-    }
-
-    if (reply.status < 200 || reply.status > 299) {
-      throw classifyHttpError({
-        channel,
-        httpStatus: reply.status,
-        bodyText: reply.text,
-        retryAfterHeader: reply.header('retry-after') ?? null,
-        requestIdHeader: reply.header('ycloud-request-id') ?? null,
-        nowMs: Date.now(),
-      });
-    }
+      },
+      transport,
+    );
     return readSuccess(channel, reply.status, reply.text);
   }
 
