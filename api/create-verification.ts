@@ -1,4 +1,4 @@
-import { createHash, createHmac, randomBytes } from 'node:crypto';
+import { createHash, createHmac } from 'node:crypto';
 import { checkCallbackUrl } from '../common/callbacks/callback-url.js';
 import { MAX_TTL_SECONDS, routeForCountry, tenantPolicy, type EffectivePolicy } from '../common/config/policy.js';
 import type { Channel, Locale } from '../common/domain/channel.js';
@@ -9,6 +9,7 @@ import { resolveLocale } from '../common/messages/messages.js';
 import { maskDestination } from '../common/observability/mask.js';
 import { countryLabel } from '../common/observability/metrics.js';
 import type { Refusal } from '../common/security/send-gate.js';
+import { randomHex } from '../common/security/random-pool.js';
 import { recordCreated } from '../common/stats/stats-recorder.js';
 import { refusalError } from './refusals.js';
 import type { NewVerification } from '../common/store/verification.store.js';
@@ -23,7 +24,7 @@ import { iso, reportQuarantines, validationError, type Caller, type Reply, type 
 
 /** Idempotency: the same tenant and key always name the same verification id. */
 function verificationIdFor(secret: string, tenant: string, idempotencyKey: string | undefined): string {
-  if (idempotencyKey === undefined) return `ver_${randomBytes(12).toString('hex')}`;
+  if (idempotencyKey === undefined) return `ver_${randomHex(12)}`;
   const digest = createHmac('sha256', secret).update(`idempotency\0${tenant}\0${idempotencyKey}`).digest('hex');
   return `ver_${digest.slice(0, 24)}`;
 }
@@ -79,6 +80,8 @@ function createdBody(verification: Pick<Verification, 'id' | 'to' | 'purpose' | 
 
 interface Draft {
   id: string;
+  /** No Idempotency-Key: the id is random and names no other verification, ever. */
+  randomId: boolean;
   tenant: string;
   destination: Destination;
   destinationMac: string;
@@ -100,6 +103,7 @@ function record(draft: Draft, deps: VerificationDeps, decoy: boolean): NewVerifi
   const code = deps.vault.generate(draft.codeLength);
   return {
     id: draft.id,
+    randomId: draft.randomId,
     tenant: draft.tenant,
     to: draft.destination.value,
     kind: draft.destination.kind,
@@ -210,6 +214,7 @@ export async function createVerification(
   const { plan, reason } = planFor(destination, request.channel, route.plan, knownNoWhatsApp);
   const draft: Draft = {
     id,
+    randomId: input.idempotencyKey === undefined,
     tenant,
     destination,
     destinationMac,

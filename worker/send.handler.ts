@@ -8,12 +8,12 @@ import { sendJobSchema } from '../common/jobs/catalogue.js';
 import { isLastAttempt } from '../common/jobs/processor.js';
 import type { JobQueues } from '../common/jobs/queues.js';
 import { maskDestination } from '../common/observability/mask.js';
-import type { Metrics } from '../common/observability/metrics.js';
+import { countryLabel, type Metrics } from '../common/observability/metrics.js';
 import { ProviderError, type MessagingProvider, type OutboundMessage, type SendResult } from '../common/providers/provider.js';
 import type { DailyBudget } from '../common/security/budget.js';
 import type { CodeVault } from '../common/security/code-vault.js';
 import type { KeySpace } from '../common/store/keys.js';
-import { destinationCountry, recordSent } from '../common/stats/stats-recorder.js';
+import { recordSent } from '../common/stats/stats-recorder.js';
 import { externalIdFor, type RedisClient, type VerificationStore } from '../common/store/verification.store.js';
 import { composeMessage } from './compose-message.js';
 import { settleDoubt } from './send-doubt.js';
@@ -131,7 +131,7 @@ async function recordAccepted(
   scope: {
     verificationId: string;
     delivery: number;
-    context: { channel: Channel; plan: Channel[]; to: string; tenant: string; deliveryTimeoutSeconds: number };
+    context: { channel: Channel; plan: Channel[]; to: string; country: string | undefined; tenant: string; deliveryTimeoutSeconds: number };
     log: Logger;
     deps: SendDeps;
   },
@@ -144,7 +144,8 @@ async function recordAccepted(
     at: deps.now(),
   });
   deps.metrics.messagesSent.inc({ channel: context.channel, provider: deps.provider.name, result: 'accepted' });
-  await recordSent(deps, { tenant: context.tenant, country: destinationCountry(context.to), message });
+  // The country stored at create: no second parse of the number.
+  await recordSent(deps, { tenant: context.tenant, country: countryLabel(context.country), message });
   // Arm the "no delivery receipt in time" fallback only when there is somewhere to fall back to
   // and nothing has already settled the delivery (a receipt can overtake the provider's answer).
   const settled = recorded.fellBack || ['delivered', 'read', 'failed'].includes(recorded.status);

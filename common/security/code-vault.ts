@@ -1,4 +1,5 @@
-import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, randomInt } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomInt } from 'node:crypto';
+import { randomBuffer } from './random-pool.js';
 
 /**
  * Everything Kurir does with a plaintext code lives here. Redis only ever sees
@@ -24,7 +25,10 @@ function deriveKey(secret: string, label: string): Buffer {
   return Buffer.from(hkdfSync('sha256', Buffer.from(secret, 'utf8'), Buffer.alloc(0), `kurir/${label}/v1`, 32));
 }
 
-/** Uniform decimal digits from the OS CSPRNG (`randomInt` rejects modulo bias itself). */
+/**
+ * Uniform decimal digits from the OS CSPRNG (`randomInt` rejects modulo bias itself, and draws
+ * from Node's own cache of random bytes, so a digit costs no crypto call of its own).
+ */
 export function generateCode(length: number): string {
   if (!Number.isInteger(length) || length < 4 || length > 10) throw new RangeError('code length must be 4–10');
   let code = '';
@@ -41,7 +45,8 @@ export function createCodeVault(secret: string): CodeVault {
       return createHmac('sha256', macKey).update(`${verificationId}:${code}`).digest('base64url');
     },
     seal(verificationId, code) {
-      const iv = randomBytes(GCM_IV_BYTES);
+      // Random but not secret (it is stored beside the ciphertext), so the shared pool may supply it.
+      const iv = randomBuffer(GCM_IV_BYTES);
       const cipher = createCipheriv('aes-256-gcm', sealKey, iv);
       cipher.setAAD(Buffer.from(verificationId, 'utf8'));
       const body = Buffer.concat([cipher.update(code, 'utf8'), cipher.final()]);

@@ -1,7 +1,6 @@
 import type { Logger } from 'pino';
 import type { Policy } from '../config/policy.js';
 import type { Channel } from '../domain/channel.js';
-import { parseDestination } from '../domain/destination.js';
 import { countryLabel, type Metrics } from '../observability/metrics.js';
 import type { OutboundMessage } from '../providers/provider.js';
 import type { KeySpace } from '../store/keys.js';
@@ -43,12 +42,6 @@ function bill(deps: BillingDeps, channel: Channel, country: string, units: numbe
   deps.metrics.cost.inc({ channel, country, currency: prices.currency }, amount);
   deps.metrics.messagesBillable.inc({ channel, country });
   return toMicros(amount);
-}
-
-/** Country label of a destination as stored in a send context (E.164 or email). */
-export function destinationCountry(to: string): string {
-  const destination = parseDestination(to);
-  return countryLabel(typeof destination === 'string' ? undefined : destination.country);
 }
 
 export async function recordCreated(deps: StatsDeps, event: { tenant: string; country: string; channel: Channel }): Promise<void> {

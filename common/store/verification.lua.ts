@@ -139,14 +139,14 @@ return { 'pending', maxAttempts - attempts, 0, dmac }
  * the provider: a `sending` left by a dead worker (`worker_lost`) or a retry after a call whose
  * outcome was unknown (`provider_timeout`, flagged by mark_retry) — with when that call started.
  * → {'go' | 'doubt', to, channel, locale, purpose, tenant, codeSealed, expiresAt, plan,
- *    timeoutSeconds, doubtCause, doubtSince}
+ *    timeoutSeconds, doubtCause, doubtSince, country ('' for email)}
  *   | {'stale', status} | {'done', deliveryStatus} | {'missing'}
  */
 export const BEGIN_SEND = script(`
 local n, now, token, margin = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4] or '0')
 local d = redis.call('HMGET', KEY, dfield(n, 'st'), dfield(n, 'tok'), dfield(n, 'ch'), dfield(n, 'sst'), dfield(n, 'dbt'))
 if not d[1] then return { 'missing' } end
-local v = redis.call('HMGET', KEY, 'status', 'expiresAt', 'to', 'locale', 'purpose', 'tenant', 'codeSealed', 'plan', 'timeout', 'decoy')
+local v = redis.call('HMGET', KEY, 'status', 'expiresAt', 'to', 'locale', 'purpose', 'tenant', 'codeSealed', 'plan', 'timeout', 'decoy', 'country')
 if v[10] then return { 'stale', 'decoy' } end
 -- A code with less than the margin left would arrive dead: treat it as expired already.
 if v[1] ~= 'pending' or now + margin >= tonumber(v[2]) then return { 'stale', v[1] == 'pending' and 'expired' or v[1] } end
@@ -156,7 +156,7 @@ if st == 'queued' or st == 'retrying' or (st == 'sending' and d[2] ~= token) the
   if st == 'sending' then cause = 'worker_lost' elseif st == 'retrying' and d[5] then cause = 'provider_timeout' end
   redis.call('HSET', KEY, dfield(n, 'st'), 'sending', dfield(n, 'tok'), token, dfield(n, 'sst'), now)
   redis.call('HDEL', KEY, dfield(n, 'dbt'))
-  return { cause == '' and 'go' or 'doubt', v[3], d[3], v[4], v[5], v[6], v[7], v[2], v[8], v[9], cause, d[4] or '' }
+  return { cause == '' and 'go' or 'doubt', v[3], d[3], v[4], v[5], v[6], v[7], v[2], v[8], v[9], cause, d[4] or '', v[11] or '' }
 end
 return { 'done', st }
 `);

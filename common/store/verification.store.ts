@@ -13,6 +13,7 @@ import {
   type VerificationStatus,
 } from '../domain/verification.js';
 import type { KeySpace } from './keys.js';
+import { RecentOwners, type VerificationOwner } from './recent-owners.js';
 import { bindScript } from './scripts.js';
 import * as lua from './verification.lua.js';
 
@@ -22,6 +23,8 @@ export type RedisClient = Redis | Cluster;
 /** What a new verification is created with; the code itself never reaches the store. */
 export interface NewVerification {
   id: string;
+  /** The id is random (no Idempotency-Key): no other verification will ever carry it (recent-owners.ts). */
+  randomId?: boolean;
   tenant: string;
   to: string;
   kind: 'phone' | 'email';
@@ -89,6 +92,8 @@ export interface CheckEnding {
 
 export interface SendContext {
   to: string;
+  /** ISO country of a phone destination as stored at create; undefined for email. */
+  country: string | undefined;
   channel: Channel;
   locale: Locale;
   purpose: string;
@@ -250,12 +255,17 @@ export function decodeVerification(fields: Record<string, string>): StoredVerifi
   };
 }
 
+/** Owners remembered per process (recent-owners.ts): ~250 B each, minutes of checks at a busy rate. */
+const RECENT_OWNERS = 50_000;
+
 /**
  * Typed access to verification state in Redis. Every mutating method is one Lua script on one
- * key; nothing here keeps state between calls, so any number of processes may share a Redis.
+ * key; nothing here keeps state between calls but the owners of recently created verifications,
+ * which never change, so any number of processes may share a Redis.
  */
 export class VerificationStore {
   private readonly scripts: Record<ScriptName, ScriptRunner>;
+  private readonly recentOwners = new RecentOwners(RECENT_OWNERS);
 
   constructor(
     private readonly redis: RedisClient,
@@ -297,11 +307,15 @@ export class VerificationStore {
     ];
     const ttlMs = record.expiresAt - record.createdAt + this.retentionMs;
     const reply = await this.scripts.kurirCreate(this.keys.verification(record.id), ttlMs, ...fields);
-    return str(reply[0]) === 'created' ? { created: true } : { created: false, fingerprint: str(reply[1]) };
+    if (str(reply[0]) !== 'created') return { created: false, fingerprint: str(reply[1]) };
+    if (record.randomId === true) this.recentOwners.remember(record.id, { tenant: record.tenant, destinationMac: record.destinationMac });
+    return { created: true };
   }
 
   /** Tenant and destination MAC of a verification, for the checks that run before its script. */
-  async owner(id: string): Promise<{ tenant: string; destinationMac: string } | undefined> {
+  async owner(id: string): Promise<VerificationOwner | undefined> {
+    const known = this.recentOwners.get(id);
+    if (known !== undefined) return known;
     const [tenant, destinationMac] = await this.redis.hmget(this.keys.verification(id), 'tenant', 'dmac');
     return tenant === null || tenant === undefined ? undefined : { tenant, destinationMac: destinationMac ?? '' };
   }
@@ -354,6 +368,7 @@ export class VerificationStore {
             : undefined,
         context: {
           to: str(reply[1]),
+          country: str(reply[12]) || undefined,
           channel,
           locale,
           purpose: str(reply[4]),

@@ -110,6 +110,35 @@ function wrongCode(index: number): string {
   return String(200_000 + index);
 }
 
+describe('VerificationStore.owner', () => {
+  it('answers from memory for a random id this store created, from Redis for any other id', async () => {
+    await withStore('owner', async ({ redis, keys, store }) => {
+      const random = newId();
+      const derived = newId();
+      await store.create(newVerification(random, { randomId: true, destinationMac: 'dmac-random' }));
+      await store.create(newVerification(derived, { destinationMac: 'dmac-derived' }));
+      assert.deepEqual(await store.owner(random), { tenant: TENANT, destinationMac: 'dmac-random' });
+      assert.deepEqual(await store.owner(derived), { tenant: TENANT, destinationMac: 'dmac-derived' });
+
+      // With the records gone, only the remembered owner is still known; the check script still
+      // finds nothing for it (it reads the record itself).
+      await redis.del(keys.verification(random), keys.verification(derived));
+      assert.deepEqual(await store.owner(random), { tenant: TENANT, destinationMac: 'dmac-random' });
+      assert.equal(await store.owner(derived), undefined);
+      assert.equal((await store.check(random, TENANT, vault.mac(random, CODE), T0)).status, 'not_found');
+    });
+  });
+
+  it('remembers nothing for a replay of an existing id', async () => {
+    await withStore('owner-replay', async ({ redis, keys, store }) => {
+      const id = newId();
+      await new VerificationStore(redis, keys, RETENTION_MS).create(newVerification(id, { destinationMac: 'dmac-first' }));
+      assert.equal((await store.create(newVerification(id, { randomId: true, destinationMac: 'dmac-second' }))).created, false);
+      assert.deepEqual(await store.owner(id), { tenant: TENANT, destinationMac: 'dmac-first' });
+    });
+  });
+});
+
 describe('VerificationStore.create', () => {
   it('is idempotent: a replay returns the stored fingerprint, overwrites nothing, and the TTL covers lifetime + retention', async () => {
     await withStore('create', async ({ redis, keys, store }) => {
@@ -383,6 +412,7 @@ describe('VerificationStore.beginSend', () => {
       const { codeSealed, ...rest } = first.context;
       assert.deepEqual(rest, {
         to: '+628123456789',
+        country: 'ID',
         channel: 'whatsapp',
         locale: 'id',
         purpose: 'login',

@@ -39,6 +39,23 @@ describe('createApiKeyAuthenticator', () => {
     assert.equal(none.tenantFor(''), undefined);
   });
 
+  test('a key keeps resolving after its first use, and what nearly matches it stays refused', () => {
+    const fresh = createApiKeyAuthenticator(new Map([['acme', ACME_KEY], ['globex', GLOBEX_KEY]]));
+    for (let i = 0; i < 3; i += 1) {
+      assert.equal(fresh.tenantFor(ACME_KEY), 'acme');
+      assert.equal(fresh.tenantFor(ACME_KEY.slice(0, -1)), undefined);
+      assert.equal(fresh.tenantFor(`${ACME_KEY}x`), undefined);
+      assert.equal(fresh.tenantFor(GLOBEX_KEY), 'globex');
+    }
+  });
+
+  test('unknown tokens are refused however often they are sent', () => {
+    const fresh = createApiKeyAuthenticator(new Map([['acme', ACME_KEY]]));
+    for (let i = 0; i < 1000; i += 1) assert.equal(fresh.tenantFor(`kurir_guess_${i}`), undefined);
+    assert.equal(fresh.tenantFor('kurir_guess_7'), undefined);
+    assert.equal(fresh.tenantFor(ACME_KEY), 'acme');
+  });
+
   test('later changes to the configured map do not change who is authenticated', () => {
     const keys = new Map([['acme', ACME_KEY]]);
     const snapshot = createApiKeyAuthenticator(keys);

@@ -1,5 +1,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { parsePhoneNumberWithError } from 'libphonenumber-js/max';
+import metadata from 'libphonenumber-js/metadata.max.json';
 import { maskDestination, maskEmail, maskPhone } from '../../common/observability/mask.js';
 
 /** xorshift32: a seeded generator, so a failing number can be reproduced. */
@@ -27,6 +29,15 @@ function randomNumbers(count: number, seed: number, maxDigits: number): { e164: 
     numbers.push({ e164: `+${callingCode}${national}`, callingCode });
   }
   return numbers;
+}
+
+/** How maskPhone used to find the calling code: a full libphonenumber parse, '' when it threw. */
+function parsedCallingCode(digits: string): string {
+  try {
+    return parsePhoneNumberWithError(`+${digits}`).countryCallingCode;
+  } catch {
+    return '';
+  }
 }
 
 /** Every window of four consecutive digits in `masked` that also occurs in `original`. */
@@ -73,6 +84,46 @@ describe('maskPhone', () => {
       assert.match(masked, /^\+\d+•+\d\d$/, `${e164} → ${masked}`);
       assert.ok(masked.endsWith(e164.slice(-2)), `${e164} → ${masked}`);
       assert.deepEqual(leakedRuns(masked, e164), [], `${e164} → ${masked}`);
+    }
+  });
+
+  test('keeps the calling code of a non-geographic number (+800, +882)', () => {
+    assert.equal(maskPhone('+80012345678'), '+800••••••78');
+    assert.equal(maskPhone('+882345678901'), '+882•••••••01');
+  });
+
+  test('input that is no international number shows no leading digits', () => {
+    // +0… and +99… start with no calling code; +12 is too short to parse.
+    assert.equal(maskPhone('+0123456789'), '+••••••••89');
+    assert.equal(maskPhone('+99912345678'), '+•••••••••78');
+    assert.equal(maskPhone('+12'), '+••');
+  });
+
+  test('no calling code is the start of another (the prefix lookup relies on it)', () => {
+    const codes = [...Object.keys(metadata.country_calling_codes), ...Object.keys(metadata.nonGeographic)];
+    assert.ok(codes.length > 200, `only ${codes.length} calling codes`);
+    for (const code of codes) {
+      assert.deepEqual(codes.filter((other) => other !== code && other.startsWith(code)), [], `+${code}`);
+    }
+  });
+
+  test('shows the calling code libphonenumber parses: every number up to 4 digits, random ones up to 18', () => {
+    const cases: string[] = [];
+    for (let length = 0; length <= 4; length += 1) {
+      for (let value = 0; value < 10 ** length; value += 1) cases.push(String(value).padStart(length, '0'));
+    }
+    const next = seeded(0x6d61736b);
+    for (let length = 5; length <= 18; length += 1) {
+      for (let i = 0; i < 300; i += 1) {
+        let digits = '';
+        while (digits.length < length) digits += String(Math.floor(next() * 10));
+        cases.push(digits);
+      }
+    }
+    for (const digits of cases) {
+      const callingCode = parsedCallingCode(digits);
+      const masked = maskPhone(`+${digits}`);
+      assert.ok(masked.startsWith(`+${callingCode}•`), `+${digits} → ${masked}, parse found "${callingCode}"`);
     }
   });
 
