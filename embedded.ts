@@ -1,6 +1,6 @@
 import { startApiRole, type ApiRole } from './api/api-role.js';
 import { startSchedulerRole } from './scheduler/scheduler.js';
-import { startSimulator, type SimulatedMessage, type Simulator, type SimulatorOptions } from './simulator/simulator.js';
+import { startSimulator, type SimulatedMessage, type Simulator, type SimulatorSettings } from './simulator/simulator.js';
 import type { ThreadedSimulator } from './simulator/threaded-simulator.js';
 import { startWorkerRole } from './worker/worker.js';
 import type { Config } from './common/config/env.js';
@@ -19,7 +19,7 @@ export interface Embedded {
 }
 
 /** The simulator's settings from the configuration, wherever it runs (in process, or on its own thread). */
-export function simulatorOptions(config: Config): Omit<SimulatorOptions, 'onMessage' | 'onReceiptFailed'> {
+export function simulatorOptions(config: Config): SimulatorSettings {
   return {
     port: config.simulator.port,
     apiKey: config.provider.apiKey,

@@ -2,7 +2,7 @@
  * Standalone provider simulator (`npm run start:simulator`). A composition root for a test double,
  * so it reads its few settings straight from the environment instead of through `common/config`.
  */
-import { describeSimulatedMessage } from './describe.js';
+import { describeReceiptFailure, describeSimulatedMessage } from './describe.js';
 import { startSimulator } from './simulator.js';
 
 function intFromEnv(name: string, fallback: number): number {
@@ -23,10 +23,7 @@ async function main(): Promise<void> {
     receiptDelayMs: intFromEnv('SIMULATOR_RECEIPT_DELAY_MS', 150),
     slowReceiptMs: intFromEnv('SIMULATOR_SLOW_RECEIPT_MS', 45_000),
     onMessage: (message) => console.log(describeSimulatedMessage(message)),
-    onReceiptFailed: (failure) =>
-      console.warn(
-        `[simulator] receipt ${failure.eventType} ${failure.eventId} not delivered to ${failure.url} after ${failure.attempts} tries (${failure.reason})`,
-      ),
+    onReceiptFailed: (failure) => console.warn(describeReceiptFailure(failure)),
   });
   console.log(`[simulator] YCloud API on ${simulator.url}/v2 — messages at ${simulator.url}/_simulator/messages`);
 

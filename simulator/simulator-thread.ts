@@ -4,8 +4,8 @@
  * as the line `npm start` prints for it, already masked, so nothing but text crosses the thread.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { describeSimulatedMessage } from './describe.js';
-import { startSimulator, type SimulatorOptions } from './simulator.js';
+import { describeReceiptFailure, describeSimulatedMessage } from './describe.js';
+import { startSimulator, type SimulatorSettings } from './simulator.js';
 import type { ParentRequest, ThreadReport } from './threaded-simulator.js';
 
 const port = parentPort;
@@ -14,13 +14,9 @@ const report = (message: ThreadReport) => port.postMessage(message);
 
 try {
   const simulator = await startSimulator({
-    ...(workerData as Omit<SimulatorOptions, 'onMessage' | 'onReceiptFailed'>),
+    ...(workerData as SimulatorSettings),
     onMessage: (message) => report({ type: 'line', line: describeSimulatedMessage(message) }),
-    onReceiptFailed: (failure) =>
-      report({
-        type: 'line',
-        line: `[simulator] receipt ${failure.eventType} ${failure.eventId} not delivered to ${failure.url} after ${failure.attempts} tries (${failure.reason})`,
-      }),
+    onReceiptFailed: (failure) => report({ type: 'line', line: describeReceiptFailure(failure) }),
   });
   port.on('message', (request: ParentRequest) => {
     if (request.type === 'webhook-url') {

@@ -44,6 +44,9 @@ export interface SimulatorOptions {
   onReceiptFailed?: (failure: ReceiptFailure) => void;
 }
 
+/** The options without the callbacks: what can be handed to another thread. */
+export type SimulatorSettings = Omit<SimulatorOptions, 'onMessage' | 'onReceiptFailed'>;
+
 /** A receipt the simulator gave up on. */
 export interface ReceiptFailure {
   eventId: string;

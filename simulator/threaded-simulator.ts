@@ -1,6 +1,6 @@
 import { once } from 'node:events';
 import { Worker } from 'node:worker_threads';
-import type { SimulatorOptions } from './simulator.js';
+import type { SimulatorSettings } from './simulator.js';
 
 /**
  * The simulator on a worker thread of its own, for `npm start`. It stands in for YCloud, which in
@@ -29,7 +29,7 @@ export type ThreadReport =
   | { type: 'line'; line: string }
   | { type: 'closed' };
 
-export type ThreadedSimulatorOptions = Omit<SimulatorOptions, 'onMessage' | 'onReceiptFailed'> & {
+export type ThreadedSimulatorOptions = SimulatorSettings & {
   /** Called with the line `npm start` prints for each simulated message (already masked). */
   onLine?: (line: string) => void;
 };
