@@ -1,4 +1,3 @@
-import { randomInt } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
@@ -7,6 +6,7 @@ import { loadConfig } from '../../common/config/env.js';
 import { REDACTED_PATHS } from '../../common/observability/logger.js';
 import { startEmbedded, type Embedded } from '../../embedded.js';
 import type { SimulatedMessage, Simulator } from '../../simulator/simulator.js';
+import { indonesianMobile } from './numbers.js';
 import { TEST_REDIS_URL, deletePrefix, freshPrefix } from './redis.js';
 
 export const TENANTS = {
@@ -63,10 +63,8 @@ export function asView(body: unknown) {
   };
 }
 
-/** A valid Indonesian mobile number ending in the simulator's magic digits, unique per call. */
-export function magicNumber(last4: string): string {
-  return `+62812${String(randomInt(10_000)).padStart(4, '0')}${last4}`;
-}
+/** A valid Indonesian mobile number ending in the simulator's magic digits, distinct per call. */
+export const magicNumber = indonesianMobile;
 
 /**
  * Starts every role in this process (API, workers, scheduler) plus the provider simulator, on

@@ -1,10 +1,11 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { randomInt } from 'node:crypto';
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer as createTcpServer, type AddressInfo } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { TEST_REDIS_URL } from './redis.js';
+
+export { indonesianMobile } from './numbers.js';
 
 /**
  * Helpers for tests that run Kurir as real OS processes (`node --import tsx <role>/main.ts`), the
@@ -293,11 +294,6 @@ export async function requestJson(method: string, url: string, options: { key?: 
     parsed = {};
   }
   return { status: response.status, body: parsed, text };
-}
-
-/** A valid Indonesian mobile ending in the simulator's magic digits, unique per call. */
-export function indonesianMobile(last4: string): string {
-  return `+62812${String(randomInt(10_000)).padStart(4, '0')}${last4}`;
 }
 
 /** A provider call the {@link HeldProvider} received and has not answered yet. */
