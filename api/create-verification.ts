@@ -203,14 +203,12 @@ export async function createVerification(
 
   const route = routeForCountry(deps.policy, destination.country, deps.config.delivery.timeoutSeconds);
   const destinationMac = deps.vault.mac('destination', destination.value);
-  // Two independent reads in one round trip: the routing hint and the destination's lockout,
-  // which the gate would otherwise read on its own before its script.
-  const [knownNoWhatsApp, lock] = await Promise.all([
+  // The destination's lockout, which the gate would otherwise read on its own before its script,
+  // and for a phone the routing hint, kept under the same hash tag: one script reads both.
+  const [lock, knownNoWhatsApp] =
     destination.kind === 'phone'
-      ? deps.redis.exists(deps.keys.noWhatsApp(deps.vault.mac('no-whatsapp', destination.value))).then((found) => found === 1)
-      : false,
-    deps.lockout.state(destinationMac),
-  ]);
+      ? await deps.lockout.stateAndExists(destinationMac, deps.keys.noWhatsApp(destinationMac))
+      : [await deps.lockout.state(destinationMac), false];
   const { plan, reason } = planFor(destination, request.channel, route.plan, knownNoWhatsApp);
   const draft: Draft = {
     id,

@@ -17,6 +17,7 @@ import type { KeySpace } from '../common/store/keys.js';
 import type { CheckEnding, CheckStatus, RedisClient, StoredVerification, VerificationStore } from '../common/store/verification.store.js';
 import { refusalError, retryAfterSeconds } from './refusals.js';
 import { VERIFICATION_ID, checkSchema, resendSchema, zodIssues } from './schemas.js';
+import type { StatsStore } from '../common/stats/stats.store.js';
 
 /**
  * The verification endpoints as plain functions: `(input, deps) → {status, body, headers}`.
@@ -33,6 +34,7 @@ export interface VerificationDeps {
   logger: Logger;
   redis: RedisClient;
   keys: KeySpace;
+  stats: StatsStore;
   gate: SendGate;
   lockout: DestinationLockout;
   now: () => number;

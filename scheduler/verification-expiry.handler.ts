@@ -9,6 +9,7 @@ import { recordEnded } from '../common/stats/stats-recorder.js';
 import type { KeySpace } from '../common/store/keys.js';
 import type { RedisClient, VerificationStore } from '../common/store/verification.store.js';
 import { fireDeliveryTimeout } from './delivery-timeout.handler.js';
+import type { StatsStore } from '../common/stats/stats.store.js';
 
 export interface VerificationExpiryDeps {
   store: VerificationStore;
@@ -16,6 +17,7 @@ export interface VerificationExpiryDeps {
   metrics: Metrics;
   logger: Logger;
   /** For the `/v1/stats` counters. */
+  stats: StatsStore;
   redis: RedisClient;
   keys: KeySpace;
   now: () => number;

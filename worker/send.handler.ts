@@ -17,6 +17,7 @@ import { recordSent } from '../common/stats/stats-recorder.js';
 import { externalIdFor, type RedisClient, type VerificationStore } from '../common/store/verification.store.js';
 import { composeMessage } from './compose-message.js';
 import { settleDoubt } from './send-doubt.js';
+import type { StatsStore } from '../common/stats/stats.store.js';
 
 export interface SendDeps {
   store: VerificationStore;
@@ -29,6 +30,7 @@ export interface SendDeps {
   logger: Logger;
   redis: RedisClient;
   keys: KeySpace;
+  stats: StatsStore;
   now: () => number;
 }
 
@@ -231,5 +233,5 @@ async function overBudget(
 async function rememberNoWhatsApp(to: string, deps: SendDeps): Promise<void> {
   const days = deps.policy.routing.noWhatsAppCacheDays;
   if (days <= 0) return;
-  await deps.redis.set(deps.keys.noWhatsApp(deps.vault.mac('no-whatsapp', to)), '1', 'EX', Math.round(days * 86400));
+  await deps.redis.set(deps.keys.noWhatsApp(deps.vault.mac('destination', to)), '1', 'EX', Math.round(days * 86400));
 }

@@ -5,8 +5,8 @@ import type { FallbackReason } from '../domain/verification.js';
 import type { JobQueues } from '../jobs/queues.js';
 import type { Metrics } from '../observability/metrics.js';
 import { recordFallback } from '../stats/stats-recorder.js';
-import type { KeySpace } from '../store/keys.js';
-import type { FallbackResult, RedisClient, VerificationStore } from '../store/verification.store.js';
+import type { StatsStore } from '../stats/stats.store.js';
+import type { FallbackResult, VerificationStore } from '../store/verification.store.js';
 
 export interface FallbackDeps {
   store: VerificationStore;
@@ -15,11 +15,10 @@ export interface FallbackDeps {
   logger: Logger;
   now: () => number;
   /**
-   * For the `/v1/stats` fallback count. Every process passes its services, which have them;
+   * For the `/v1/stats` fallback count. Every process passes its services, which have it;
    * optional so the delivery timeout's narrower deps and tests of the event flow still fit.
    */
-  redis?: RedisClient;
-  keys?: KeySpace;
+  stats?: StatsStore;
 }
 
 /**
@@ -54,9 +53,7 @@ export async function dispatchFallback(
       { verificationId: context.verificationId, delivery: result.delivery, from: context.from, to: result.channel, reason: context.reason },
       'fallback started',
     );
-    if (deps.redis !== undefined && deps.keys !== undefined) {
-      await recordFallback({ ...deps, redis: deps.redis, keys: deps.keys }, { verificationId: context.verificationId, from: context.from });
-    }
+    if (deps.stats !== undefined) await recordFallback({ ...deps, stats: deps.stats }, { verificationId: context.verificationId, from: context.from });
   }
   await new VerificationEvents(deps).fallback(context.verificationId, result.delivery);
 }

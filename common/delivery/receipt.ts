@@ -12,6 +12,7 @@ import type { KeySpace } from '../store/keys.js';
 import { parseExternalId, type RedisClient, type StoredVerification, type VerificationStore } from '../store/verification.store.js';
 import { deliveryDeadlines } from './deadlines.js';
 import { dispatchFallback } from './fallback.js';
+import type { StatsStore } from '../stats/stats.store.js';
 
 /**
  * Applying one provider delivery receipt, wherever it comes from: the webhook request itself
@@ -36,8 +37,9 @@ export interface ReceiptDeps {
   queues: JobQueues;
   metrics: Metrics;
   logger: Logger;
-  /** Stats and cost: the price table, and Redis for the per-minute counters. */
+  /** Stats and cost: the price table and the per-minute counters. */
   policy: Policy;
+  stats: StatsStore;
   redis: RedisClient;
   keys: KeySpace;
   now: () => number;

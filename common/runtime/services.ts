@@ -12,6 +12,7 @@ import { DestinationLockout } from '../security/lockout.js';
 import { PumpingGuard } from '../security/pumping-guard.js';
 import { SendLimiter } from '../security/rate-limiter.js';
 import { SendGate } from '../security/send-gate.js';
+import { StatsStore } from '../stats/stats.store.js';
 import { createKeySpace, type KeySpace } from '../store/keys.js';
 import { watchRedisSettings } from './redis-checks.js';
 import { createRedisConnection } from '../store/redis-connection.js';
@@ -32,6 +33,8 @@ export interface Services {
   /** Connection template for BullMQ workers (they need `maxRetriesPerRequest: null` and reconnect forever). */
   workerRedis: RedisClient;
   store: VerificationStore;
+  /** `/v1/stats` counters. Built here with the others: a script defined on a connection after its traffic began is missing from an auto-pipeline already filling (ioredis #1931). */
+  stats: StatsStore;
   queues: JobQueues;
   gate: SendGate;
   lockout: DestinationLockout;
@@ -65,6 +68,7 @@ export function createServices(
   queueRedis.on('error', (error: Error) => logger.warn({ err: { message: error.message } }, 'redis (queues) connection error'));
   const queues = new JobQueues(keys, queueRedis);
   const store = new VerificationStore(redis, keys, config.retentionSeconds * 1000);
+  const stats = new StatsStore(redis, keys.prefix);
   const lockout = new DestinationLockout(redis, keys.prefix);
   const budget = new DailyBudget(redis, keys.prefix);
   const guard = new PumpingGuard(redis, { keyPrefix: keys.prefix });
@@ -93,6 +97,7 @@ export function createServices(
     redis,
     workerRedis,
     store,
+    stats,
     queues,
     gate,
     lockout,

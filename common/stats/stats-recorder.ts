@@ -6,7 +6,7 @@ import type { OutboundMessage } from '../providers/provider.js';
 import type { KeySpace } from '../store/keys.js';
 import type { RedisClient, VerificationStore } from '../store/verification.store.js';
 import { toMicros, unitPrice, unitsOnSend } from './cost.js';
-import { StatsStore, type StatsChange } from './stats.store.js';
+import type { StatsChange, StatsStore } from './stats.store.js';
 
 /**
  * The points of the pipeline that feed `/v1/stats` (see stats.store.ts) and the estimated-cost
@@ -14,8 +14,7 @@ import { StatsStore, type StatsChange } from './stats.store.js';
  * allowed to fail the request or job that caused it (nor to retry a job, which could send again).
  */
 export interface StatsDeps {
-  redis: RedisClient;
-  keys: Pick<KeySpace, 'prefix'>;
+  stats: StatsStore;
   logger: Logger;
   now: () => number;
 }
@@ -28,7 +27,7 @@ export interface BillingDeps extends StatsDeps {
 
 async function record(deps: StatsDeps, tenant: string, changes: StatsChange[]): Promise<void> {
   try {
-    await new StatsStore(deps.redis, deps.keys.prefix).add(tenant, deps.now(), changes);
+    await deps.stats.add(tenant, deps.now(), changes);
   } catch (error) {
     deps.logger.warn({ tenant, err: { message: error instanceof Error ? error.message : String(error) } }, 'stats could not be recorded');
   }

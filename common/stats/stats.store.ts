@@ -1,5 +1,6 @@
 import { isChannel, type Channel } from '../domain/channel.js';
 import { DELIVERY_LATENCY_BUCKETS, TIME_TO_VERIFY_BUCKETS } from '../observability/metrics.js';
+import { bindScript, type BoundScript } from '../store/scripts.js';
 import type { RedisClient } from '../store/verification.store.js';
 import { bucketIndex } from './histogram.js';
 
@@ -99,28 +100,35 @@ export function addField(totals: StatsTotals, field: string, value: number, filt
   if (index < counts.length) counts[index] = (counts[index] ?? 0) + value;
 }
 
+/** add: KEYS = the hour's hash. ARGV = its EXPIREAT (unix seconds), then field, amount pairs. */
+const ADD = `
+local key = KEYS[1]
+for i = 2, #ARGV, 2 do redis.call('HINCRBY', key, ARGV[i], ARGV[i + 1]) end
+redis.call('EXPIREAT', key, ARGV[1])
+return 0
+`;
+
 export class StatsStore {
+  private readonly addScript: BoundScript<number>;
+
   constructor(
     private readonly redis: RedisClient,
     private readonly prefix: string,
-  ) {}
+  ) {
+    this.addScript = bindScript(redis, 'kurirStatsAdd', 1, ADD);
+  }
 
   /**
-   * Records one event's changes at `at` (epoch ms): a few commands on one key, issued together.
-   * Not an explicit pipeline: building one copies every script registered on the connection (the
-   * queues' included, ~70 µs a time), and the command connection already sends what is issued
-   * together in one write (auto-pipelining, redis-connection.ts).
+   * Records one event's changes at `at` (epoch ms) in one script on one key: every stats event
+   * is one command, where an increment per field plus the expiry were two to three.
    */
   async add(tenant: string, at: number, changes: readonly StatsChange[]): Promise<void> {
     const hour = Math.floor(at / HOUR_MS);
     const minute = Math.floor((at - hour * HOUR_MS) / MINUTE_MS);
-    const fields = changes.flatMap((change) => statsFields(minute, change));
-    if (fields.length === 0) return;
-    const key = statsKey(this.prefix, tenant, hour);
-    await Promise.all([
-      ...fields.map(([field, by]) => this.redis.hincrby(key, field, by)),
-      this.redis.expireat(key, Math.ceil(((hour + 1) * HOUR_MS) / 1000) + STATS_RETENTION_SECONDS),
-    ]);
+    const args: (string | number)[] = [Math.ceil(((hour + 1) * HOUR_MS) / 1000) + STATS_RETENTION_SECONDS];
+    for (const change of changes) for (const [field, by] of statsFields(minute, change)) args.push(field, by);
+    if (args.length === 1) return;
+    await this.addScript([statsKey(this.prefix, tenant, hour)], args);
   }
 
   /**

@@ -8,8 +8,11 @@ export interface KeySpace {
   verification(id: string): string;
   /** Provider message id → `<verificationId>-<n>`, for receipts that do not echo externalId. */
   providerMessage(provider: string, providerMessageId: string): string;
-  /** Numbers Meta told us are not on WhatsApp (keyed by a MAC of the number, never the number). */
-  noWhatsApp(numberMac: string): string;
+  /**
+   * Numbers Meta told us are not on WhatsApp, keyed by the destination MAC (never the number)
+   * under its hash tag, as the destination's lockout keys are: a create reads both in one script.
+   */
+  noWhatsApp(destinationMac: string): string;
   /** BullMQ prefix for one queue. */
   queuePrefix(queue: string): string;
 }
@@ -19,7 +22,7 @@ export function createKeySpace(prefix: string): KeySpace {
     prefix,
     verification: (id) => `${prefix}:{${id}}`,
     providerMessage: (provider, id) => `${prefix}:pm:${provider}:${id}`,
-    noWhatsApp: (mac) => `${prefix}:nowa:${mac}`,
+    noWhatsApp: (destinationMac) => `${prefix}:nowa:{${destinationMac}}`,
     queuePrefix: (queue) => `{${prefix}-${queue}}`,
   };
 }

@@ -14,6 +14,7 @@ import { DestinationLockout } from '../../common/security/lockout.js';
 import { PumpingGuard, type GuardSubject } from '../../common/security/pumping-guard.js';
 import { SendLimiter, limitKey, type LimitRule } from '../../common/security/rate-limiter.js';
 import { SendGate, limitRules } from '../../common/security/send-gate.js';
+import { StatsStore } from '../../common/stats/stats.store.js';
 import { createKeySpace } from '../../common/store/keys.js';
 import { createRedisConnection } from '../../common/store/redis-connection.js';
 import { VerificationStore, type RedisClient } from '../../common/store/verification.store.js';
@@ -57,6 +58,8 @@ const CANNED: Record<string, (argv: unknown[]) => unknown> = {
   kurirGuardRelease: () => 1,
   kurirLockoutFailure: () => [0, 0],
   kurirLockoutState: () => [-2, 0],
+  kurirLockoutStateAndExists: () => [-2, 0, 0],
+  kurirStatsAdd: () => 0,
   kurirBudgetConsume: () => [1, 1],
 };
 
@@ -116,6 +119,7 @@ const CHECKED_SCRIPT_FILES = [
   'common/security/send-gate.ts',
   'common/security/lockout.ts',
   'common/security/budget.ts',
+  'common/stats/stats.store.ts',
 ];
 
 /** Every key part 1 saw, compared with the live cluster's CLUSTER KEYSLOT in part 2. */
@@ -171,7 +175,10 @@ describe('key slots of every Lua call site (no Redis needed)', () => {
             await gate.status(request);
             await gate.recordApproval(tenant, request.destination, request.security, now - 1000, now);
             await lockout.recordFailure(destinationMac, security.lockout);
+            // A create's lockout read with its no-WhatsApp hint: the hint shares the destination's tag.
+            await lockout.stateAndExists(destinationMac, keys.noWhatsApp(destinationMac));
             await budget.consume(tenant, 'sms', 100, now);
+            await new StatsStore(redis, prefix).add(tenant, now, [{ country: 'ID', channel: 'sms', counters: { created: 1, cost: 5 }, samples: { ttv: 3 } }]);
           }
         }
         // Subjects with characters that would open a hash tag if the guard did not escape them.

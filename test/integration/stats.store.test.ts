@@ -85,7 +85,7 @@ describe('recording points', () => {
       const keys = createKeySpace(prefix);
       const metrics = createMetrics({ role: 'test', collectDefaults: false });
       const clock = { now: T0 + 10 * MINUTE };
-      const deps = { redis, keys, logger: silentLogger(), now: () => clock.now, metrics, policy: DEFAULT_POLICY };
+      const deps = { redis, keys, stats: new StatsStore(redis, prefix), logger: silentLogger(), now: () => clock.now, metrics, policy: DEFAULT_POLICY };
       const base = { to: '+6281234560000', externalId: 'ver_x-1' };
       await recordCreated(deps, { tenant: 'acme', country: 'ID', channel: 'whatsapp' });
       await recordSent(deps, { tenant: 'acme', country: 'ID', message: { ...base, channel: 'whatsapp', templateName: 't', templateLanguage: 'id', code: '1' } });
@@ -140,6 +140,7 @@ describe('recording points', () => {
     const deps = {
       redis: broken,
       keys: createKeySpace('kt-stats-broken'),
+      stats: new StatsStore(broken, 'kt-stats-broken'),
       logger: silentLogger(lines),
       now: () => T0,
       metrics: createMetrics({ role: 'test', collectDefaults: false }),
