@@ -2,15 +2,12 @@ import { z } from 'zod';
 import type { Policy } from '../common/config/policy.js';
 import { CHANNELS } from '../common/domain/channel.js';
 import { KurirError } from '../common/errors.js';
-import { StatsStore } from '../common/stats/stats.store.js';
 import { summarize } from '../common/stats/summary.js';
-import type { KeySpace } from '../common/store/keys.js';
-import type { RedisClient } from '../common/store/verification.store.js';
+import type { StatsStore } from '../common/stats/stats.store.js';
 import { validationError, type Caller, type Reply } from './verifications.handlers.js';
 
 export interface StatsHandlerDeps {
-  redis: RedisClient;
-  keys: Pick<KeySpace, 'prefix'>;
+  stats: Pick<StatsStore, 'totals'>;
   policy: Pick<Policy, 'prices'>;
   now: () => number;
 }
@@ -55,6 +52,6 @@ export async function getStats(input: { query: unknown; caller: Caller }, deps: 
   }
   const fromMs = Math.floor(from / MINUTE_MS) * MINUTE_MS;
   const toMs = Math.ceil(to / MINUTE_MS) * MINUTE_MS;
-  const totals = await new StatsStore(deps.redis, deps.keys.prefix).totals(input.caller.tenant, fromMs, toMs, { country, channel });
+  const totals = await deps.stats.totals(input.caller.tenant, fromMs, toMs, { country, channel });
   return { status: 200, body: summarize(totals, { fromMs, toMs, country, channel, currency: deps.policy.prices.currency }) };
 }
