@@ -224,7 +224,8 @@ export async function createVerification(
     codeLength: request.codeLength ?? rules.codeLength,
     deliveryTimeoutSeconds: route.deliveryTimeoutSeconds,
     rules,
-    fingerprint: fingerprint(request),
+    // Compared only on a replay, which only an Idempotency-Key's id can have.
+    fingerprint: input.idempotencyKey === undefined ? '' : fingerprint(request),
     callbackUrl,
     now,
   };
