@@ -52,6 +52,11 @@ export interface DestinationLockState extends LockState {
   counting: boolean;
 }
 
+/** The lock key's PTTL and whether the run counter exists, as the state scripts return them. */
+function lockState(ttl: number, counting: number): DestinationLockState {
+  return { locked: ttl > 0, retryAfterMs: ttl > 0 ? ttl : 0, counting: counting === 1 };
+}
+
 export class DestinationLockout {
   private readonly recordFailureScript: BoundScript<[number, number]>;
   private readonly stateScript: BoundScript<[number, number]>;
@@ -79,7 +84,7 @@ export class DestinationLockout {
   async state(destinationMac: string): Promise<DestinationLockState> {
     const keys = this.keys(destinationMac);
     const [ttl, counting] = await this.stateScript([keys.lock, keys.consecutive], []);
-    return { locked: ttl > 0, retryAfterMs: ttl > 0 ? ttl : 0, counting: counting === 1 };
+    return lockState(ttl, counting);
   }
 
   /**
@@ -90,7 +95,7 @@ export class DestinationLockout {
   async stateAndExists(destinationMac: string, sameSlotKey: string): Promise<[DestinationLockState, boolean]> {
     const keys = this.keys(destinationMac);
     const [ttl, counting, exists] = await this.stateAndExistsScript([keys.lock, keys.consecutive, sameSlotKey], []);
-    return [{ locked: ttl > 0, retryAfterMs: ttl > 0 ? ttl : 0, counting: counting === 1 }, exists === 1];
+    return [lockState(ttl, counting), exists === 1];
   }
 
   /** Counts one wrong code; returns whether the destination is now locked. */

@@ -119,8 +119,8 @@ export class StatsStore {
   }
 
   /**
-   * Records one event's changes at `at` (epoch ms) in one script on one key: every stats event
-   * is one command, where an increment per field plus the expiry were two to three.
+   * Records one event's changes at `at` (epoch ms) in one script on one key: one command per
+   * event, as every request and job that records one pays for it.
    */
   async add(tenant: string, at: number, changes: readonly StatsChange[]): Promise<void> {
     const hour = Math.floor(at / HOUR_MS);
