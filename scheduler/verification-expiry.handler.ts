@@ -6,8 +6,7 @@ import { verificationExpiryJobSchema } from '../common/jobs/catalogue.js';
 import type { JobQueues } from '../common/jobs/queues.js';
 import { countryLabel, type Metrics } from '../common/observability/metrics.js';
 import { recordEnded } from '../common/stats/stats-recorder.js';
-import type { KeySpace } from '../common/store/keys.js';
-import type { RedisClient, VerificationStore } from '../common/store/verification.store.js';
+import type { VerificationStore } from '../common/store/verification.store.js';
 import { fireDeliveryTimeout } from './delivery-timeout.handler.js';
 import type { StatsStore } from '../common/stats/stats.store.js';
 
@@ -16,10 +15,8 @@ export interface VerificationExpiryDeps {
   queues: JobQueues;
   metrics: Metrics;
   logger: Logger;
-  /** For the `/v1/stats` counters. */
+  /** For the `/v1/stats` counters (its delivery timeouts' fallbacks included). */
   stats: StatsStore;
-  redis: RedisClient;
-  keys: KeySpace;
   now: () => number;
 }
 
