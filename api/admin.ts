@@ -70,7 +70,7 @@ export function createAdminRouter(deps: AdminDeps): express.Router {
     if (!body.success) throw new KurirError('validation_failed', 'Body must be {"to": …}.', { errors: zodIssues(body.error) });
     const destination = parseDestination(body.data.to);
     if (typeof destination === 'string') throw new KurirError('invalid_destination', '`to` is not a phone number or email address.');
-    await deps.lockout.unlock(deps.vault.mac('destination', destination.value));
+    await deps.lockout.unlock(deps.vault.destinationMac(destination.value));
     res.json({ unlocked: true });
   });
   return router;

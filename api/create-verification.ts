@@ -202,7 +202,7 @@ export async function createVerification(
   const id = verificationIdFor(deps.config.secret, tenant, input.idempotencyKey);
 
   const route = routeForCountry(deps.policy, destination.country, deps.config.delivery.timeoutSeconds);
-  const destinationMac = deps.vault.mac('destination', destination.value);
+  const destinationMac = deps.vault.destinationMac(destination.value);
   // The destination's lockout, which the gate would otherwise read on its own before its script,
   // and for a phone the routing hint, kept under the same hash tag: one script reads both.
   const [lock, knownNoWhatsApp] =

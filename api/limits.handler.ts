@@ -30,7 +30,7 @@ export async function getLimits(input: { query: unknown; caller: Caller }, deps:
   const status = await deps.gate.status({
     tenant,
     destination,
-    destinationMac: deps.vault.mac('destination', destination.value),
+    destinationMac: deps.vault.destinationMac(destination.value),
     ip: parsed.data.ip,
     security: tenantPolicy(deps.policy, tenant).security,
     now,

@@ -256,7 +256,7 @@ export async function resendVerification(
   const gate = await deps.gate.admit({
     tenant,
     destination,
-    destinationMac: deps.vault.mac('destination', destination.value),
+    destinationMac: deps.vault.destinationMac(destination.value),
     ip: undefined,
     channels: [channel],
     eventId,

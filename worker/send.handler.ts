@@ -233,5 +233,5 @@ async function overBudget(
 async function rememberNoWhatsApp(to: string, deps: SendDeps): Promise<void> {
   const days = deps.policy.routing.noWhatsAppCacheDays;
   if (days <= 0) return;
-  await deps.redis.set(deps.keys.noWhatsApp(deps.vault.mac('destination', to)), '1', 'EX', Math.round(days * 86400));
+  await deps.redis.set(deps.keys.noWhatsApp(deps.vault.destinationMac(to)), '1', 'EX', Math.round(days * 86400));
 }

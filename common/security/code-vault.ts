@@ -14,6 +14,11 @@ import { randomBuffer } from './random-pool.js';
 export interface CodeVault {
   generate(length: number): string;
   mac(verificationId: string, code: string): string;
+  /**
+   * The destination's MAC, which names its lockout, limit and no-WhatsApp keys (never the number
+   * itself): one definition, because the API and the workers must name the same keys.
+   */
+  destinationMac(destination: string): string;
   seal(verificationId: string, code: string): string;
   open(verificationId: string, sealed: string): string;
 }
@@ -39,11 +44,11 @@ export function generateCode(length: number): string {
 export function createCodeVault(secret: string): CodeVault {
   const macKey = deriveKey(secret, 'code-mac');
   const sealKey = deriveKey(secret, 'code-seal');
+  const mac = (verificationId: string, code: string) => createHmac('sha256', macKey).update(`${verificationId}:${code}`).digest('base64url');
   return {
     generate: generateCode,
-    mac(verificationId, code) {
-      return createHmac('sha256', macKey).update(`${verificationId}:${code}`).digest('base64url');
-    },
+    mac,
+    destinationMac: (destination) => mac('destination', destination),
     seal(verificationId, code) {
       // Random but not secret (it is stored beside the ciphertext), so the shared pool may supply it.
       const iv = randomBuffer(GCM_IV_BYTES);

@@ -87,6 +87,11 @@ describe('createCodeVault', () => {
     assert.equal(vault.mac(VER_ID, '123456'), createCodeVault(SECRET).mac(VER_ID, '123456'));
   });
 
+  test('destinationMac names the keys deployed lockouts and limits already use, and differs per destination', () => {
+    assert.equal(vault.destinationMac('+6281234567890'), vault.mac('destination', '+6281234567890'));
+    assert.notEqual(vault.destinationMac('+6281234567890'), vault.destinationMac('+6281234567891'));
+  });
+
   test('mac differs by code, by verification id and by secret', () => {
     const base = vault.mac(VER_ID, '123456');
     assert.notEqual(vault.mac(VER_ID, '123457'), base);
