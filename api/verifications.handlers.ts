@@ -12,7 +12,7 @@ import type { CodeVault } from '../common/security/code-vault.js';
 import type { DestinationLockout, DestinationLockState } from '../common/security/lockout.js';
 import type { GuardQuarantine } from '../common/security/pumping-guard.js';
 import type { SendGate } from '../common/security/send-gate.js';
-import { recordEnded } from '../common/stats/stats-recorder.js';
+import { endedChange, recordEnded, type EndedStats } from '../common/stats/stats-recorder.js';
 import type { KeySpace } from '../common/store/keys.js';
 import type { CheckEnding, CheckStatus, RedisClient, StoredVerification, VerificationStore } from '../common/store/verification.store.js';
 import { refusalError, retryAfterSeconds } from './refusals.js';
@@ -201,11 +201,26 @@ async function reportEnd(id: string, status: string, now: number, ending: Ending
   if (approved) deps.metrics.timeToVerify.observe({ channel, purpose }, timeToVerifySeconds);
   deps.logger.info({ verificationId: id, status, tenant }, 'verification ended');
   // Independent writes, issued together.
+  const stats = { tenant, country, channel, status, timeToVerifySeconds: approved ? timeToVerifySeconds : undefined };
   await Promise.all([
-    recordEnded(deps, { tenant, country, channel, status, timeToVerifySeconds: approved ? timeToVerifySeconds : undefined }),
-    approved ? deps.gate.recordApproval(tenant, destinationOf(ending), tenantPolicy(deps.policy, tenant).security, ending.createdAt, now) : undefined,
+    approved ? recordApproval(ending, stats, now, deps) : recordEnded(deps, stats),
     (status === 'approved' || status === 'expired') && ending.hasCallback ? emitEnded(id, status, deps, loaded) : undefined,
   ]);
+}
+
+/**
+ * The pumping guard's conversion count of an approval and its `/v1/stats` counters, in one script
+ * (both under the tenant's hash tag): one command per approved check instead of two. Like every
+ * stats write, a failure is logged and never fails the check, whose code was already accepted.
+ */
+async function recordApproval(ending: Ending, stats: EndedStats, now: number, deps: VerificationDeps): Promise<void> {
+  const change = endedChange(stats);
+  const write = change === undefined ? undefined : deps.stats.write(ending.tenant, deps.now(), [change]);
+  try {
+    await deps.gate.recordApproval(ending.tenant, destinationOf(ending), tenantPolicy(deps.policy, ending.tenant).security, ending.createdAt, now, write);
+  } catch (error) {
+    deps.logger.warn({ tenant: ending.tenant, err: { message: error instanceof Error ? error.message : String(error) } }, 'approval could not be recorded');
+  }
 }
 
 /** The stored destination as the gate sees it (stored already normalised: no parsing again). */

@@ -3,7 +3,8 @@
  * request of the API role alone (create, then wrong-code and right-code checks) and the Redis
  * server's time per request by command (`INFO commandstats`), with an optional CPU profile.
  *
- *   node --import tsx bench/probe.ts [--seconds=4] [--only=create] [--profile=<dir>]   (writes <dir>/api-only.cpuprofile of the measured part)
+ *   node --import tsx bench/probe.ts [--seconds=4] [--only=create] [--profile=<dir>] [--profile-from=create|check]
+ *   (--profile writes <dir>/api-only.cpuprofile of the measured part, from the create load or from the checks on)
  *
  * CPU per request is the figure to compare: throughput moves with whatever else the machine
  * does, CPU per request much less. Throughput figures are not budgets here (`npm run bench` is).
@@ -48,6 +49,8 @@ async function main(): Promise<void> {
   const seconds = Number(option('seconds') ?? 4);
   const createOnly = option('only') === 'create';
   const profile = option('profile');
+  const profileFrom = option('profile-from') ?? 'create';
+  if (profileFrom !== 'create' && profileFrom !== 'check') throw new Error('--profile-from: create or check');
   if (profile !== undefined) mkdirSync(profile, { recursive: true });
   const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
   const settings: KurirSettings = {
@@ -86,12 +89,13 @@ async function main(): Promise<void> {
   try {
     // Warm-up: JIT, connection pools, scripts loaded.
     await closedLoop({ url: deployment.apiUrl, connections: CONNECTIONS, durationSeconds: 4, method: 'POST', headers: { ...AUTH, 'content-type': 'application/json' }, next: () => ({ path: '/v1/verifications', body: createBody(deliverableNumber()) }), expectStatus: 202 });
-    api.startProfile();
+    if (profileFrom === 'create') api.startProfile();
     await load('create', () => ({ path: '/v1/verifications', body: createBody(deliverableNumber()) }), 202);
     if (createOnly) return;
     const wrong = ids.slice(0, Math.floor(ids.length / 3));
     const right = ids.slice(wrong.length);
     let w = 0;
+    if (profileFrom === 'check') api.startProfile();
     await load('check wrong', () => ({ path: `/v1/verifications/${wrong[w++ % wrong.length] ?? ''}/check`, body: JSON.stringify({ code: '000000' }) }), 200, Math.min(wrong.length * 10, 20_000));
     const codes = new Map<string, string>();
     for (let i = 0; i < right.length; i += 500) {

@@ -1,3 +1,5 @@
+import { STATS_WRITE_LUA } from '../stats/stats-write.js';
+
 /**
  * The Lua scripts behind the SMS-pumping guard (see pumping-guard.ts for the glossary). Every key
  * of a tenant's guard shares the tenant's hash tag (as its send limits do), so each script runs
@@ -129,19 +131,24 @@ return out
 `);
 
 /**
- * record_approval: KEYS = the counts of each subject. ARGV = sentAt, now, windowMs.
+ * record_approval: KEYS = the counts of each of the N subjects, then (only with a stats write) the
+ * tenant's stats hash of the hour. ARGV = sentAt, now, windowMs, N, then the stats write's args
+ * (stats-write.ts), which ride along: the approval's conversion and its `/v1/stats` counters are
+ * one command, both being under the tenant's hash tag.
  * Counts an approval in the bucket of its send's minute, so it raises the conversion of exactly
  * the sends it answers. Ignored when that bucket left the window (it is trimmed) or when the
  * bucket has no unanswered send (a send recorded before the guard was on, or a replay): a
  * conversion above 1 would hide pumping elsewhere in the window.
  * → the number of subjects that counted it
  */
-export const RECORD_APPROVAL = script(`
-local sentAt, now, windowMs = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+export const RECORD_APPROVAL = script(`${STATS_WRITE_LUA}
+local sentAt, now, windowMs, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+if #ARGV > 4 then apply_stats(KEYS[n + 1], 5) end
 local minute = math.floor(sentAt / MINUTE)
 if minute < math.floor((now - windowMs) / MINUTE) then return 0 end
 local counted = 0
-for _, counts in ipairs(KEYS) do
+for i = 1, n do
+  local counts = KEYS[i]
   local v = redis.call('HMGET', counts, 's:' .. minute, 'a:' .. minute)
   if tonumber(v[2] or '0') < tonumber(v[1] or '0') then
     redis.call('HINCRBY', counts, 'a:' .. minute, 1)

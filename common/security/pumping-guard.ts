@@ -27,6 +27,7 @@
  * for the guard in the same step as it checks the limits.
  */
 import type { Cluster, Redis } from 'ioredis';
+import type { StatsWrite } from '../stats/stats-write.js';
 import { bindScript, type BoundScript } from '../store/scripts.js';
 import { bindKeyedScript, type KeyedScript } from './keyed-script.js';
 import * as lua from './pumping-guard.lua.js';
@@ -274,22 +275,26 @@ export class PumpingGuard {
     return createdQuarantines(reply, 0, judged).map((quarantine) => ({ kind: 'quarantined', ...quarantine }));
   }
 
-  /** On approval of a verification whose send was recorded at `sentAt`: counts the conversion in that send's bucket. */
+  /**
+   * On approval of a verification whose send was recorded at `sentAt`: counts the conversion in
+   * that send's bucket, and applies `stats` (the approval's `/v1/stats` write, same tenant) in
+   * the same script, which then runs even with nothing to count.
+   */
   async recordApproval(
     tenant: string,
     subjects: readonly GuardSubject[],
     settings: PumpingGuardSettings,
     sentAt: number,
     now: number,
+    stats?: StatsWrite,
   ): Promise<void> {
-    if (settings.mode === 'off') return;
-    assertSettings(settings);
-    const counted = distinctSubjects(subjects);
-    if (counted.length === 0) return;
+    const counted = settings.mode === 'off' ? [] : distinctSubjects(subjects);
+    if (counted.length > 0) assertSettings(settings);
+    else if (stats === undefined) return;
     // One script for every subject: they share the tenant's slot.
     await this.scripts.recordApproval(
-      counted.map((subject) => this.keys.counts(tenant, subject)),
-      [sentAt, now, settings.windowSeconds * 1000],
+      [...counted.map((subject) => this.keys.counts(tenant, subject)), ...(stats === undefined ? [] : [stats.key])],
+      [sentAt, now, settings.windowSeconds * 1000, counted.length, ...(stats?.args ?? [])],
     );
   }
 

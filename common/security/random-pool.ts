@@ -1,8 +1,9 @@
 import { randomFillSync } from 'node:crypto';
 
 /**
- * Random bytes for values that are made public anyway (verification ids, AES-GCM IVs), handed out
- * from one pool that the OS CSPRNG fills a few KiB at a time. A synchronous `randomBytes(12)` per
+ * Random bytes for values that need to be unpredictable but not kept (verification ids and AES-GCM
+ * IVs, made public anyway; the check's one-use blinding salt), handed out from one pool that the
+ * OS CSPRNG fills a few KiB at a time. A synchronous `randomBytes(12)` per
  * id or IV costs about 2 µs (a crypto job and a fresh Buffer each time) against about 0.1 µs for a
  * slice of the pool; Node keeps such a cache for `randomUUID` and `randomInt` for the same reason.
  *

@@ -97,27 +97,38 @@ export async function recordFallback(
   }
 }
 
-/** A verification ended; only the outcomes the stats report are recorded. */
-export async function recordEnded(
-  deps: StatsDeps,
-  event: { tenant: string; country: string; channel: Channel; status: string; timeToVerifySeconds: number | undefined },
-): Promise<void> {
+/** The end of a verification, as the stats see it. */
+export interface EndedStats {
+  tenant: string;
+  country: string;
+  channel: Channel;
+  status: string;
+  timeToVerifySeconds: number | undefined;
+}
+
+/** The stats change of an ended verification; undefined for the outcomes the stats do not report. */
+export function endedChange(event: EndedStats): StatsChange | undefined {
   const change: StatsChange = { country: event.country, channel: event.channel };
   switch (event.status) {
     case 'approved':
       change.counters = { approved: 1 };
       if (event.timeToVerifySeconds !== undefined) change.samples = { ttv: event.timeToVerifySeconds };
-      break;
+      return change;
     case 'expired':
       change.counters = { expired: 1 };
-      break;
+      return change;
     case 'max_attempts':
       change.counters = { max_attempts: 1 };
-      break;
+      return change;
     default:
-      return;
+      return undefined;
   }
-  await record(deps, event.tenant, [change]);
+}
+
+/** A verification ended; only the outcomes the stats report are recorded. */
+export async function recordEnded(deps: StatsDeps, event: EndedStats): Promise<void> {
+  const change = endedChange(event);
+  if (change !== undefined) await record(deps, event.tenant, [change]);
 }
 
 /**

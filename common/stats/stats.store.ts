@@ -1,6 +1,8 @@
 import { isChannel, type Channel } from '../domain/channel.js';
 import { DELIVERY_LATENCY_BUCKETS, TIME_TO_VERIFY_BUCKETS } from '../observability/metrics.js';
+import { tenantHashTag } from '../security/tenant-slot.js';
 import { bindScript, type BoundScript } from '../store/scripts.js';
+import { STATS_WRITE_LUA, type StatsWrite } from './stats-write.js';
 import type { RedisClient } from '../store/verification.store.js';
 import { bucketIndex } from './histogram.js';
 
@@ -60,7 +62,7 @@ export function emptyTotals(): StatsTotals {
 }
 
 export function statsKey(prefix: string, tenant: string, hour: number): string {
-  return `${prefix}:stats:{${tenant}}:${hour}`;
+  return `${prefix}:stats:${tenantHashTag(tenant)}:${hour}`;
 }
 
 /** The hash fields one change increments, with their amounts. */
@@ -100,11 +102,9 @@ export function addField(totals: StatsTotals, field: string, value: number, filt
   if (index < counts.length) counts[index] = (counts[index] ?? 0) + value;
 }
 
-/** add: KEYS = the hour's hash. ARGV = its EXPIREAT (unix seconds), then field, amount pairs. */
-const ADD = `
-local key = KEYS[1]
-for i = 2, #ARGV, 2 do redis.call('HINCRBY', key, ARGV[i], ARGV[i + 1]) end
-redis.call('EXPIREAT', key, ARGV[1])
+/** add: KEYS = the hour's hash, ARGV = a {@link StatsWrite}'s args (stats-write.ts). */
+const ADD = `${STATS_WRITE_LUA}
+apply_stats(KEYS[1], 1)
 return 0
 `;
 
@@ -118,17 +118,22 @@ export class StatsStore {
     this.addScript = bindScript(redis, 'kurirStatsAdd', 1, ADD);
   }
 
-  /**
-   * Records one event's changes at `at` (epoch ms) in one script on one key: one command per
-   * event, as every request and job that records one pays for it.
-   */
-  async add(tenant: string, at: number, changes: readonly StatsChange[]): Promise<void> {
+  /** The write of one event's changes at `at` (epoch ms); undefined when they change nothing. */
+  write(tenant: string, at: number, changes: readonly StatsChange[]): StatsWrite | undefined {
     const hour = Math.floor(at / HOUR_MS);
     const minute = Math.floor((at - hour * HOUR_MS) / MINUTE_MS);
     const args: (string | number)[] = [Math.ceil(((hour + 1) * HOUR_MS) / 1000) + STATS_RETENTION_SECONDS];
     for (const change of changes) for (const [field, by] of statsFields(minute, change)) args.push(field, by);
-    if (args.length === 1) return;
-    await this.addScript([statsKey(this.prefix, tenant, hour)], args);
+    return args.length === 1 ? undefined : { key: statsKey(this.prefix, tenant, hour), args };
+  }
+
+  /**
+   * Records one event's changes at `at` in one script on one key: one command per event, as
+   * every request and job that records one pays for it.
+   */
+  async add(tenant: string, at: number, changes: readonly StatsChange[]): Promise<void> {
+    const write = this.write(tenant, at, changes);
+    if (write !== undefined) await this.addScript([write.key], write.args);
   }
 
   /**

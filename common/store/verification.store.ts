@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import type { Cluster, Redis } from 'ioredis';
 import { isChannel, isLocale, type Channel, type Locale } from '../domain/channel.js';
 import {
@@ -12,6 +11,7 @@ import {
   type Verification,
   type VerificationStatus,
 } from '../domain/verification.js';
+import { randomHex } from '../security/random-pool.js';
 import type { KeySpace } from './keys.js';
 import { RecentOwners, type VerificationOwner } from './recent-owners.js';
 import { bindScript } from './scripts.js';
@@ -325,7 +325,7 @@ export class VerificationStore {
   }
 
   async check(id: string, tenant: string, candidateMac: string, now: number): Promise<CheckResult> {
-    const salt = randomBytes(16).toString('hex');
+    const salt = randomHex(16);
     const reply = await this.scripts.kurirCheck(this.keys.verification(id), tenant, candidateMac, now, salt, this.retentionMs);
     const result: CheckResult = {
       status: str(reply[0]) as CheckStatus,

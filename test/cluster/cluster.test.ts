@@ -174,6 +174,9 @@ describe('key slots of every Lua call site (no Redis needed)', () => {
             await limiter.consume(limitRules(request, prefix), now, `ver_${randomUUID().slice(0, 12)}-1`);
             await gate.status(request);
             await gate.recordApproval(tenant, request.destination, request.security, now - 1000, now);
+            // With the approval's stats riding in the guard's script: the stats hash is the tenant's too.
+            const approvalStats = new StatsStore(redis, prefix).write(tenant, now, [{ country: 'ID', channel: 'sms', counters: { approved: 1 }, samples: { ttv: 3 } }]);
+            await gate.recordApproval(tenant, request.destination, request.security, now - 1000, now, approvalStats);
             await lockout.recordFailure(destinationMac, security.lockout);
             // A create's lockout read with its no-WhatsApp hint: the hint shares the destination's tag.
             await lockout.stateAndExists(destinationMac, keys.noWhatsApp(destinationMac));

@@ -13,6 +13,7 @@ import {
   type GuardVerdict,
   type PumpingGuardSettings,
 } from '../../common/security/pumping-guard.js';
+import { StatsStore } from '../../common/stats/stats.store.js';
 import { TEST_REDIS_URL, withRedisPrefix } from '../helpers/redis.js';
 
 const TENANT = 'acme';
@@ -266,6 +267,29 @@ describe('pumping guard', () => {
       await approvals(guard, [PUMPED], ENFORCE, T0, 5, T0 + 30 * SECOND);
       await approvals(guard, [PUMPED], ENFORCE, T0 + 3 * MINUTE, 1, T0 + 3 * MINUTE);
       assert.equal((await guard.stats(TENANT, PUMPED, ENFORCE, T0 + 10 * MINUTE)).approvals, 3);
+    }));
+
+  it("applies an approval's stats write in the same script, with or without subjects to count", () =>
+    withGuard('pg-approval-stats', async ({ guard, redis, prefix }) => {
+      const stats = new StatsStore(redis, prefix);
+      // The stats hash expires by the wall clock (its hour + retention), so it is written at a real minute.
+      const statsAt = Math.floor(Date.now() / MINUTE) * MINUTE;
+      const approved = (channel: 'sms' | 'whatsapp') => stats.write(TENANT, statsAt, [{ country: 'ID', channel, counters: { approved: 1 }, samples: { ttv: 12 } }]);
+      await sends(guard, [PUMPED], ENFORCE, T0, 2);
+      const now = T0 + 30 * SECOND;
+      await guard.recordApproval(TENANT, [PUMPED], ENFORCE, T0, now, approved('sms'));
+      // Mode off, and no subject (an email): nothing for the guard to count, the stats still written.
+      await guard.recordApproval(TENANT, [OTHER], OFF, T0, now, approved('whatsapp'));
+      await guard.recordApproval(TENANT, [], ENFORCE, T0, now, approved('sms'));
+      assert.equal((await guard.stats(TENANT, PUMPED, ENFORCE, T0 + 10 * MINUTE)).approvals, 1);
+      assert.equal((await guard.stats(TENANT, OTHER, ENFORCE, T0 + 10 * MINUTE)).approvals, 0);
+      const all = { country: undefined, channel: undefined };
+      const totals = await stats.totals(TENANT, statsAt, statsAt + MINUTE, all);
+      assert.equal(totals.counters.approved, 3);
+      assert.equal(totals.histograms.ttv.reduce((sum, n) => sum + n, 0), 3);
+      assert.equal((await stats.totals(TENANT, statsAt, statsAt + MINUTE, { ...all, channel: 'whatsapp' })).counters.approved, 1);
+      const [hourKey] = await redis.keys(`${prefix}:stats:*`);
+      assert.ok((await redis.ttl(hourKey ?? '')) > 7 * 86_400, 'the stats hash keeps its retention');
     }));
 
   it('does nothing in mode off', () =>
