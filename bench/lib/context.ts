@@ -40,7 +40,10 @@ export const MODES: Record<Mode['name'], Mode> = {
     // (A, C, D, E: 0.6–0.8 × the others): the API's code paths are still being optimised by V8,
     // where the bare handler's few functions are hot at once.
     warmupSeconds: 3,
-    bullmqJobs: 6000,
+    // About as long as one end-to-end step (3 s at ~10,000 jobs/s), which it is the baseline of:
+    // 6,000 jobs (≈ 0.5 s) swung 8,500–17,000 jobs/s within one run (E, F), a burst against a
+    // sustained figure.
+    bullmqJobs: 30_000,
     stepSeconds: 3,
     probeCount: 600,
     e2eRuns: 3,
@@ -59,7 +62,7 @@ export const MODES: Record<Mode['name'], Mode> = {
     connections: 32,
     closedSeconds: 1,
     warmupSeconds: 0.5,
-    bullmqJobs: 2000,
+    bullmqJobs: 10_000,
     stepSeconds: 2.5,
     probeCount: 300,
     e2eRuns: 1,
