@@ -1,4 +1,4 @@
-import { Queue, type ConnectionOptions, type Job, type JobsOptions, type KeepJobs } from 'bullmq';
+import { Job, Queue, type ConnectionOptions, type JobsOptions, type KeepJobs } from 'bullmq';
 import type { Channel } from '../domain/channel.js';
 import type { KeySpace } from '../store/keys.js';
 import {
@@ -146,6 +146,11 @@ export class JobQueues {
    * delivery's timeout job is removed.
    */
   async disarmDeliveryTimeout(verificationId: string, delivery: number, restAt?: number): Promise<void> {
+    // Moving the timer back to the expiry the caller read from the record is right whatever the
+    // job carries, so it is moved by its id without reading it first (a job read is an HGETALL
+    // and a parse of every field, once per delivered verification). Only when it is not delayed
+    // (firing now, gone, or never armed) is there more to find out.
+    if (restAt !== undefined && (await moveTimer(this.timerHandle(verificationId), Math.max(0, restAt - Date.now())))) return;
     const timer = await this.timer(verificationId);
     if (timer === undefined) {
       await this.queue(QUEUES.deliveryTimeout).remove(jobIds.deliveryTimeout(verificationId, delivery));
@@ -171,6 +176,11 @@ export class JobQueues {
       { verificationId, expiresAt: Date.now() + delay },
       { jobId: jobIds.verificationExpiry(verificationId), delay },
     );
+  }
+
+  /** The verification's timer by id alone, for BullMQ's calls that need nothing else of it (changeDelay). */
+  private timerHandle(verificationId: string): Job {
+    return new Job(this.queue(QUEUES.verificationExpiry), JOB_NAMES.verificationExpiry, {}, {}, jobIds.verificationExpiry(verificationId));
   }
 
   /** The verification's timer job with the expiry it carries; undefined for an earlier version's job. */
