@@ -39,7 +39,9 @@ export class ExpiryNotDueError extends Error {
 export async function handleVerificationExpiry(job: Job, deps: VerificationExpiryDeps, token: string | undefined): Promise<VerificationExpiryOutcome> {
   const { verificationId, expiresAt } = verificationExpiryJobSchema.parse(job.data);
   const now = deps.now();
-  if (expiresAt !== undefined && now < expiresAt) {
+  // A timer without the expiry in its data (queued by an earlier version, then moved to a
+  // delivery's deadline) is told apart by the record, like every early wake.
+  if (expiresAt === undefined || now < expiresAt) {
     const verification = await deps.store.get(verificationId);
     if (verification?.status === 'pending' && now < verification.expiresAt) {
       for (const deadline of deliveryDeadlines(verification)) {

@@ -133,7 +133,7 @@ async function recordAccepted(
   scope: {
     verificationId: string;
     delivery: number;
-    context: { channel: Channel; plan: Channel[]; to: string; country: string | undefined; tenant: string; deliveryTimeoutSeconds: number };
+    context: { channel: Channel; plan: Channel[]; to: string; country: string | undefined; tenant: string; deliveryTimeoutSeconds: number; expiresAt: number };
     log: Logger;
     deps: SendDeps;
   },
@@ -153,7 +153,7 @@ async function recordAccepted(
   const settled = recorded.fellBack || ['delivered', 'read', 'failed'].includes(recorded.status);
   const armTimeout = !settled && nextChannel(context.plan, context.channel) !== undefined;
   if (armTimeout) {
-    await deps.queues.armDeliveryTimeout({ verificationId, delivery }, context.deliveryTimeoutSeconds * 1000);
+    await deps.queues.armDeliveryTimeout({ verificationId, delivery }, context.deliveryTimeoutSeconds * 1000, context.expiresAt);
   }
   log.info(
     { destination: maskDestination(context.to), providerMessageId: sent.providerMessageId, timeoutArmed: armTimeout },

@@ -120,17 +120,15 @@ export class JobQueues {
    * Arms delivery `n`'s "no delivered receipt in time" fallback. The verification's timer (its
    * expiry job, see scheduleExpiry) is moved earlier to the deadline, so an in-flight verification
    * holds one delayed job, not two. Moving it can skip no deadline that still matters: only the
-   * latest delivery is armed, every earlier one having fallen back or been superseded by it. A
-   * timeout job of its own is the way when the timer cannot be moved — it is firing right now, it
-   * is gone, or an earlier version queued it without its expiry time.
+   * latest delivery is armed, every earlier one having fallen back or been superseded by it. The
+   * timer is moved by its id alone, with the expiry the caller read from the record (`expiresAt`),
+   * rather than read first (an HGETALL and a parse of every field, once per send). A timeout job of
+   * its own is the way when the timer cannot be moved: it is firing right now, or it is gone.
    */
-  async armDeliveryTimeout(job: DeliveryTimeoutJob, delayMs: number): Promise<void> {
-    const timer = await this.timer(job.verificationId);
-    if (timer !== undefined) {
-      // The verification ends first: a timeout after that would have nothing left to do.
-      if (Date.now() + delayMs >= timer.expiresAt) return;
-      if (await moveTimer(timer.job, delayMs)) return;
-    }
+  async armDeliveryTimeout(job: DeliveryTimeoutJob, delayMs: number, expiresAt: number): Promise<void> {
+    // The verification ends first: a timeout after that would have nothing left to do.
+    if (Date.now() + delayMs >= expiresAt) return;
+    if (await moveTimer(this.timerHandle(job.verificationId), delayMs)) return;
     await this.queue(QUEUES.deliveryTimeout).add(JOB_NAMES.deliveryTimeout, job, {
       jobId: jobIds.deliveryTimeout(job.verificationId, job.delivery),
       delay: delayMs,

@@ -37,29 +37,37 @@ function withQueues(label: string, body: (queues: JobQueues, dueAt: () => Promis
 }
 
 describe('the verification timer', () => {
-  it('moves to a delivery deadline, and back to the expiry by its id alone once delivered', () =>
+  it('moves to a delivery deadline and back to the expiry by its id alone, never reading the job', () =>
     withQueues('kt-jobq-timer', async (queues, dueAt, jobReads) => {
       const expiresAt = Date.now() + 10 * MINUTE;
       await queues.scheduleExpiry(ID, expiresAt - Date.now());
       assert.ok(Math.abs((await dueAt()) - expiresAt) < 1000);
 
-      await queues.armDeliveryTimeout({ verificationId: ID, delivery: 1 }, 20_000);
+      await queues.armDeliveryTimeout({ verificationId: ID, delivery: 1 }, 20_000, expiresAt);
       assert.ok(Math.abs((await dueAt()) - (Date.now() + 20_000)) < 1000, 'at the delivery deadline');
-      const readsBefore = jobReads();
-
       await queues.disarmDeliveryTimeout(ID, 1, expiresAt);
       assert.ok(Math.abs((await dueAt()) - expiresAt) < 1000, 'back at the expiry');
-      assert.equal(jobReads(), readsBefore, 'moved without reading the job first');
+      assert.equal(jobReads(), 0, 'moved without reading the job first');
       assert.equal(await queues.queue(QUEUES.deliveryTimeout).getJob(jobIds.deliveryTimeout(ID, 1)), undefined, 'no timeout job of its own');
     }));
 
-  it('without a timer to move, removes the delivery timeout job of its own instead', () =>
+  it('arms no deadline at or after the expiry: the verification ends first', () =>
+    withQueues('kt-jobq-late', async (queues, dueAt) => {
+      const expiresAt = Date.now() + 15_000;
+      await queues.scheduleExpiry(ID, expiresAt - Date.now());
+      await queues.armDeliveryTimeout({ verificationId: ID, delivery: 1 }, 20_000, expiresAt);
+      assert.ok(Math.abs((await dueAt()) - expiresAt) < 1000, 'still at the expiry');
+      assert.equal(await queues.queue(QUEUES.deliveryTimeout).getJob(jobIds.deliveryTimeout(ID, 1)), undefined);
+    }));
+
+  it('without a timer to move, arms a delivery timeout job of its own, and removes it once delivered', () =>
     withQueues('kt-jobq-own', async (queues, _dueAt, jobReads) => {
-      await queues.armDeliveryTimeout({ verificationId: ID, delivery: 1 }, 20_000);
+      const expiresAt = Date.now() + 10 * MINUTE;
+      await queues.armDeliveryTimeout({ verificationId: ID, delivery: 1 }, 20_000, expiresAt);
       const own = queues.queue(QUEUES.deliveryTimeout);
       assert.notEqual(await own.getJob(jobIds.deliveryTimeout(ID, 1)), undefined, 'armed as a job of its own');
-      await queues.disarmDeliveryTimeout(ID, 1, Date.now() + 10 * MINUTE);
+      await queues.disarmDeliveryTimeout(ID, 1, expiresAt);
       assert.equal(await own.getJob(jobIds.deliveryTimeout(ID, 1)), undefined);
-      assert.ok(jobReads() >= 2, 'the missing timer was looked up');
+      assert.ok(jobReads() >= 1, 'the missing timer was looked up');
     }));
 });

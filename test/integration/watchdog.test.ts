@@ -20,7 +20,7 @@ test('the watchdog reports a queue whose ready jobs nobody picks up, and only th
       await queues.enqueueSend('sms', { verificationId: 'ver_bbbbbbbbbbbbbbbbbbbbbbbb', delivery: 1 });
       const second = Date.now();
       // A delayed job is not "ready" until its delay is over.
-      await queues.armDeliveryTimeout({ verificationId: 'ver_cccccccccccccccccccccccc', delivery: 1 }, 60_000);
+      await queues.armDeliveryTimeout({ verificationId: 'ver_cccccccccccccccccccccccc', delivery: 1 }, 60_000, Date.now() + 600_000);
       // Only the older of the two waiting jobs is past the threshold: the age must come from it.
       const deps = { queues, metrics, redis, keys, logger: pino({ level: 'silent' }), now: () => second + 59_800 };
       const verdict = await sampleQueues(deps, {
