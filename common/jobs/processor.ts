@@ -1,3 +1,4 @@
+import { setTimeout as delay } from 'node:timers/promises';
 import { Worker, type ConnectionOptions, type Job } from 'bullmq';
 import type { Logger } from 'pino';
 import type { KeySpace } from '../store/keys.js';
@@ -51,8 +52,19 @@ export function isLastAttempt(job: Job): boolean {
   return job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
 }
 
-/** Closes workers in parallel, letting in-flight jobs finish; one failure never skips the rest. */
+/** How long closing waits for a worker that is still connecting (see closeWorkers). */
+const READY_WAIT_MS = 2000;
+
+/**
+ * Closes workers in parallel, letting in-flight jobs finish; one failure never skips the rest.
+ * A worker still setting up its connections is waited for first, briefly (with Redis away it never
+ * gets there): BullMQ 5 drops a connection's listeners on close, and the setup that close then
+ * interrupts rejects with nobody listening, which ends the process (a SIGTERM just after start).
+ */
 export async function closeWorkers(workers: readonly Worker[]): Promise<void> {
+  await Promise.all(
+    workers.map((worker) => Promise.race([worker.waitUntilReady().catch(() => undefined), delay(READY_WAIT_MS, undefined, { ref: false })])),
+  );
   const results = await Promise.allSettled(workers.map((worker) => worker.close()));
   const failure = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
   if (failure !== undefined) throw failure.reason;
