@@ -7,7 +7,7 @@ import { jobIds } from '../jobs/catalogue.js';
 import type { JobQueues } from '../jobs/queues.js';
 import { countryLabel, type Metrics } from '../observability/metrics.js';
 import type { Receipt } from '../providers/provider.js';
-import { claimFirstDelivered, recordDelivered } from '../stats/stats-recorder.js';
+import { recordDelivered } from '../stats/stats-recorder.js';
 import type { KeySpace } from '../store/keys.js';
 import { parseExternalId, type RedisClient, type StoredVerification, type VerificationStore } from '../store/verification.store.js';
 import { deliveryDeadlines } from './deadlines.js';
@@ -23,7 +23,7 @@ import type { StatsStore } from '../stats/stats.store.js';
  * script moves a delivery forward only (a repeat changes nothing) and returns the fallback
  * decision of a failed delivery again, the fallback's send job has a deterministic id and the
  * send gate, the `delivered` callback is claimed by the receipt's event (`receiptOwner`), and the
- * delivered stats are claimed once per delivery.
+ * delivered stats are claimed once per delivery, by the RECEIPT script itself.
  */
 
 /**
@@ -87,7 +87,7 @@ export async function applyReceipt(receipt: IncomingReceipt, deps: ReceiptDeps):
   const delivered = result.status === 'delivered' || result.status === 'read';
   if (!result.changed) {
     // A repeat finishes what an interrupted first run of this receipt may have left undone.
-    if (delivered) await afterDelivered(id, delivery, receiptOwner(receipt.eventId), deps);
+    if (delivered) await afterDelivered(id, delivery, result.firstDelivered, receiptOwner(receipt.eventId), deps);
     return { outcome: 'skipped', reason: 'not_newer' };
   }
   deps.metrics.receipts.inc({ channel: receipt.channel, status: result.status });
@@ -96,7 +96,7 @@ export async function applyReceipt(receipt: IncomingReceipt, deps: ReceiptDeps):
     deps.logger.info(context, 'delivered after the fallback went out (double send)');
   }
   if (delivered) {
-    const counted = await afterDelivered(id, delivery, receiptOwner(receipt.eventId), deps);
+    const counted = await afterDelivered(id, delivery, result.firstDelivered, receiptOwner(receipt.eventId), deps);
     const restAt = counted !== undefined && timerIdle(counted, delivery) ? counted.expiresAt : undefined;
     await deps.queues.disarmDeliveryTimeout(id, delivery, restAt).catch((error: unknown) => {
       // A timeout that still fires re-checks the state and does nothing; losing this race is fine.
@@ -114,13 +114,15 @@ export async function applyReceipt(receipt: IncomingReceipt, deps: ReceiptDeps):
 
 /**
  * Follow-up of a delivered/read receipt: the delivery's first delivered state is timed, billed and
- * counted (claimed once per delivery), and the verification's `delivered` callback is queued
- * (claimed once per verification, by `owner`). The callback claim is skipped only when this call
- * counted the delivery and found no callback URL; otherwise a repeat of the receipt may be
- * finishing what its first run left undone.
+ * counted (by the call whose RECEIPT script claimed it, `first`), and the verification's
+ * `delivered` callback is queued (claimed once per verification, by `owner`). The callback claim
+ * is skipped only when this call counted the delivery and found no callback URL; otherwise a
+ * repeat of the receipt may be finishing what its first run left undone. (A run that dies between
+ * the claim and the count loses that delivery's stats: they are a by-product, never retried at
+ * the price of counting twice.)
  */
-async function afterDelivered(id: string, n: number, owner: string, deps: ReceiptDeps): Promise<StoredVerification | undefined> {
-  const counted = await countFirstDelivered(id, n, deps);
+async function afterDelivered(id: string, n: number, first: boolean, owner: string, deps: ReceiptDeps): Promise<StoredVerification | undefined> {
+  const counted = first ? await countDelivered(id, n, deps) : undefined;
   if (counted === undefined || counted.callbackUrl !== undefined) await new VerificationEvents(deps).delivered(id, n, owner);
   return counted;
 }
@@ -142,11 +144,9 @@ function timerIdle(verification: StoredVerification, n: number): boolean {
 
 /**
  * The first delivered/read state of a delivery: its latency, the WhatsApp charge and the stats.
- * A delivered → read change lands here too, so a claim keeps all of them to once per delivery.
- * Returns the verification when this call counted it.
+ * Returns the verification it counted.
  */
-async function countFirstDelivered(id: string, n: number, deps: ReceiptDeps): Promise<StoredVerification | undefined> {
-  if (!(await claimFirstDelivered(deps, id, n))) return undefined;
+async function countDelivered(id: string, n: number, deps: ReceiptDeps): Promise<StoredVerification | undefined> {
   const verification = await deps.store.get(id);
   const delivery = verification?.deliveries.find((candidate) => candidate.n === n);
   if (verification === undefined || delivery === undefined) return undefined;

@@ -3,8 +3,7 @@ import type { Policy } from '../config/policy.js';
 import type { Channel } from '../domain/channel.js';
 import { countryLabel, type Metrics } from '../observability/metrics.js';
 import type { OutboundMessage } from '../providers/provider.js';
-import type { KeySpace } from '../store/keys.js';
-import type { RedisClient, VerificationStore } from '../store/verification.store.js';
+import type { VerificationStore } from '../store/verification.store.js';
 import { toMicros, unitPrice, unitsOnSend } from './cost.js';
 import type { StatsChange, StatsStore } from './stats.store.js';
 
@@ -129,33 +128,4 @@ export function endedChange(event: EndedStats): StatsChange | undefined {
 export async function recordEnded(deps: StatsDeps, event: EndedStats): Promise<void> {
   const change = endedChange(event);
   if (change !== undefined) await record(deps, event.tenant, [change]);
-}
-
-/**
- * True for the first caller per delivery. A delivery can change twice into a delivered state
- * (delivered, then read): it is counted, billed and timed once. The mark is a field of the
- * verification's own hash (`d<n>:counted`), so it lives and expires with the record. A record
- * that expired just before would be recreated by HSETNX without a TTL: the PTTL in the same
- * pipeline tells, and such a stray is removed again (records always carry a TTL).
- */
-export async function claimFirstDelivered(
-  deps: { redis: RedisClient; keys: Pick<KeySpace, 'verification'>; logger: Logger },
-  verificationId: string,
-  delivery: number,
-): Promise<boolean> {
-  const key = deps.keys.verification(verificationId);
-  try {
-    const results = (await deps.redis.pipeline().hsetnx(key, `d${delivery}:counted`, '1').pttl(key).exec()) ?? [];
-    const failed = results.find(([error]) => error !== null);
-    if (failed?.[0] != null) throw failed[0];
-    const [[, claimed], [, pttl]] = results as [[null, number], [null, number]];
-    if (claimed === 1 && pttl === -1) {
-      await deps.redis.del(key);
-      return false;
-    }
-    return claimed === 1;
-  } catch (error) {
-    deps.logger.warn({ verificationId, delivery, err: { message: error instanceof Error ? error.message : String(error) } }, 'delivery could not be counted');
-    return false;
-  }
 }

@@ -220,7 +220,8 @@ return start_fallback(n, reason, now)
  * send. A `failed` receipt for a delivery that is already failed returns the fallback decision
  * again (`already`/`exhausted`, nothing new is written): a receipt applied by a webhook request
  * whose follow-up (queueing the fallback's send) did not finish is answered 503, and the
- * provider's retry must be able to finish it. → {changed 0|1, deliveryStatus, late 0|1, fallback result...}
+ * provider's retry must be able to finish it. → {changed 0|1, deliveryStatus, late 0|1, first delivered 0|1,
+ * fallback result...}
  */
 export const RECEIPT = script(`
 local n, status, now, err, pid, clock = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], tonumber(ARGV[6])
@@ -247,7 +248,12 @@ if changed == 1 and RANK[status] >= RANK['delivered'] and d[2] and d[2] ~= '0' a
   redis.call('HSET', KEY, dfield(n, 'late'), 1)
   late = 1
 end
-local result = { changed, changed == 1 and status or st, late }
+-- The first call that finds the delivery delivered (or read) claims it, atomically with the state
+-- change: its latency, cost and stats are counted once per delivery (receipt.ts), delivered → read
+-- or a provider's retry included.
+local first = 0
+if RANK[changed == 1 and status or st] >= RANK['delivered'] then first = redis.call('HSETNX', KEY, dfield(n, 'counted'), 1) end
+local result = { changed, changed == 1 and status or st, late, first }
 if status == 'failed' and (changed == 1 or st == 'failed') then
   local fb = start_fallback(n, 'failed', clock)
   for _, item in ipairs(fb) do result[#result + 1] = item end

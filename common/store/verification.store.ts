@@ -128,6 +128,8 @@ export interface ReceiptResult {
   status: DeliveryStatus | 'missing';
   /** A delivered/read receipt for a delivery that had already fallen back: a double send. */
   deliveredAfterFallback: boolean;
+  /** This call was the first to find the delivery delivered or read: its latency, cost and stats are this caller's to count. */
+  firstDelivered: boolean;
   fallback: FallbackResult | undefined;
 }
 
@@ -421,7 +423,8 @@ export class VerificationStore {
       changed: num(reply[0]) === 1,
       status: status === 'missing' ? 'missing' : oneOf(DELIVERY_STATUSES, status, 'queued'),
       deliveredAfterFallback: num(reply[2]) === 1,
-      fallback: reply.length > 3 ? parseFallback(reply, 3) : undefined,
+      firstDelivered: num(reply[3]) === 1,
+      fallback: reply.length > 4 ? parseFallback(reply, 4) : undefined,
     };
   }
 

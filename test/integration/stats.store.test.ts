@@ -12,7 +12,7 @@ import { pino } from 'pino';
 import { DEFAULT_POLICY } from '../../common/config/policy.js';
 import { createMetrics } from '../../common/observability/metrics.js';
 import { STATS_RETENTION_SECONDS, StatsStore, statsKey } from '../../common/stats/stats.store.js';
-import { claimFirstDelivered, recordCreated, recordDelivered, recordEnded, recordFallback, recordSent } from '../../common/stats/stats-recorder.js';
+import { recordCreated, recordDelivered, recordEnded, recordFallback, recordSent } from '../../common/stats/stats-recorder.js';
 import { createKeySpace } from '../../common/store/keys.js';
 import { VerificationStore } from '../../common/store/verification.store.js';
 import { TEST_REDIS_URL, keysOf, withRedisPrefix } from '../helpers/redis.js';
@@ -119,21 +119,6 @@ describe('recording points', () => {
     });
   });
 
-  it('the first delivered state of a delivery is claimed once, and a missing record is not recreated', async () => {
-    await withRedisPrefix('stats-claim', async (redis, prefix) => {
-      const keys = createKeySpace(prefix);
-      const deps = { redis, keys, logger: silentLogger() };
-      // A record always has a TTL (the store's create sets it).
-      await redis.hset(keys.verification('ver_claim0000001'), 'id', 'ver_claim0000001');
-      await redis.pexpire(keys.verification('ver_claim0000001'), 60_000);
-      assert.equal(await claimFirstDelivered(deps, 'ver_claim0000001', 1), true);
-      assert.equal(await claimFirstDelivered(deps, 'ver_claim0000001', 1), false, 'delivered → read is not a second delivery');
-      assert.equal(await claimFirstDelivered(deps, 'ver_claim0000001', 2), true);
-      assert.equal(await claimFirstDelivered(deps, 'ver_gone00000001', 1), false);
-      assert.equal(await redis.exists(keys.verification('ver_gone00000001')), 0);
-    });
-  });
-
   it('a Redis that is away makes the recorders log, never throw', async () => {
     const broken = new Redis(TEST_REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false });
     const lines: Record<string, unknown>[] = [];
@@ -151,8 +136,7 @@ describe('recording points', () => {
       await recordDelivered(deps, { tenant: 'acme', country: 'ID', channel: 'whatsapp', latencySeconds: 1 });
       await recordEnded(deps, { tenant: 'acme', country: 'ID', channel: 'sms', status: 'approved', timeToVerifySeconds: 3 });
       await recordFallback({ ...deps, store: new VerificationStore(broken, deps.keys, 1000) }, { verificationId: 'ver_x000000001', from: 'whatsapp' });
-      assert.equal(await claimFirstDelivered(deps, 'ver_x000000001', 1), false);
-      assert.equal(lines.filter((line) => line.level === 40).length, 5, JSON.stringify(lines));
+      assert.equal(lines.filter((line) => line.level === 40).length, 4, JSON.stringify(lines));
     } finally {
       broken.disconnect();
     }

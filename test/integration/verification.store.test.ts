@@ -569,12 +569,12 @@ describe('VerificationStore.applyReceipt', () => {
       const id = await seed(store);
       await store.beginSend(id, 1, T0 + 100, 'tok');
       const delivered = await store.applyReceipt(id, 1, { status: 'delivered', at: T0 + 300, providerMessageId: 'wamid.1' }, T0 + 300);
-      assert.deepEqual(delivered, { changed: true, status: 'delivered', deliveredAfterFallback: false, fallback: undefined });
+      assert.deepEqual(delivered, { changed: true, status: 'delivered', deliveredAfterFallback: false, firstDelivered: true, fallback: undefined });
       for (const status of ['sent', 'accepted', 'delivered', 'failed'] as const) {
         assert.deepEqual(
           await store.applyReceipt(id, 1, { status, at: T0 + 400, providerMessageId: 'wamid.1' }, T0 + 400),
-          { changed: false, status: 'delivered', deliveredAfterFallback: false, fallback: undefined },
-          `a late ${status} receipt`,
+          { changed: false, status: 'delivered', deliveredAfterFallback: false, firstDelivered: false, fallback: undefined },
+          `a late ${status} receipt: the first delivered state was claimed already`,
         );
       }
       const verification = await mustGet(store, id);
@@ -593,7 +593,7 @@ describe('VerificationStore.applyReceipt', () => {
       await store.beginSend(id, 1, T0 + 100, 'tok');
       await store.applyReceipt(id, 1, { status: 'sent', at: T0 + 200, providerMessageId: 'wamid.1' }, T0 + 200);
       const read = await store.applyReceipt(id, 1, { status: 'read', at: T0 + 900, providerMessageId: 'wamid.1' }, T0 + 900);
-      assert.deepEqual(read, { changed: true, status: 'read', deliveredAfterFallback: false, fallback: undefined });
+      assert.deepEqual(read, { changed: true, status: 'read', deliveredAfterFallback: false, firstDelivered: true, fallback: undefined });
       const delivery = (await mustGet(store, id)).deliveries[0];
       assert.equal(delivery?.status, 'read');
       assert.equal(delivery?.sentAt, T0 + 200);
@@ -614,11 +614,12 @@ describe('VerificationStore.applyReceipt', () => {
         changed: true,
         status: 'failed',
         deliveredAfterFallback: false,
+        firstDelivered: false,
         fallback: { kind: 'fallback', delivery: 2, channel: 'sms' },
       });
       // Applied again (the provider's retry), it reports the same decision so the caller can finish queueing it.
       const again = await store.applyReceipt(id, 1, { status: 'failed', at: T0 + 600, errorCode: '131026', providerMessageId: 'wamid.1' }, T0 + 600);
-      assert.deepEqual(again, { changed: false, status: 'failed', deliveredAfterFallback: false, fallback: { kind: 'already', delivery: 2, channel: 'sms' } });
+      assert.deepEqual(again, { changed: false, status: 'failed', deliveredAfterFallback: false, firstDelivered: false, fallback: { kind: 'already', delivery: 2, channel: 'sms' } });
 
       const verification = await mustGet(store, id);
       assert.equal(verification.deliveries.length, 2);
@@ -641,11 +642,11 @@ describe('VerificationStore.applyReceipt', () => {
       await store.beginSend(id, 1, T0 + 100, 'tok');
       await store.applyReceipt(id, 1, { status: 'failed', at: T0 + 500, providerMessageId: 'wamid.1' }, T0 + 500);
       const late = await store.applyReceipt(id, 1, { status: 'delivered', at: T0 + 800, providerMessageId: 'wamid.1' }, T0 + 800);
-      assert.deepEqual(late, { changed: true, status: 'delivered', deliveredAfterFallback: true, fallback: undefined });
+      assert.deepEqual(late, { changed: true, status: 'delivered', deliveredAfterFallback: true, firstDelivered: true, fallback: undefined });
       const read = await store.applyReceipt(id, 1, { status: 'read', at: T0 + 900, providerMessageId: 'wamid.1' }, T0 + 900);
-      assert.deepEqual(read, { changed: true, status: 'read', deliveredAfterFallback: false, fallback: undefined });
+      assert.deepEqual(read, { changed: true, status: 'read', deliveredAfterFallback: false, firstDelivered: false, fallback: undefined }, 'delivered → read is not a second delivery');
       const duplicate = await store.applyReceipt(id, 1, { status: 'delivered', at: T0 + 950, providerMessageId: 'wamid.1' }, T0 + 950);
-      assert.deepEqual(duplicate, { changed: false, status: 'read', deliveredAfterFallback: false, fallback: undefined });
+      assert.deepEqual(duplicate, { changed: false, status: 'read', deliveredAfterFallback: false, firstDelivered: false, fallback: undefined });
 
       const verification = await mustGet(store, id);
       assert.equal(verification.deliveries.length, 2);
@@ -681,13 +682,14 @@ describe('VerificationStore.applyReceipt', () => {
       await store.beginSend(id, 1, T0 + 100, 'tok');
       await store.check(id, TENANT, vault.mac(id, CODE), T0 + 200);
       const failed = await store.applyReceipt(id, 1, { status: 'failed', at: T0 + 300, providerMessageId: 'wamid.1' }, T0 + 300);
-      assert.deepEqual(failed, { changed: true, status: 'failed', deliveredAfterFallback: false, fallback: { kind: 'ended', status: 'approved' } });
+      assert.deepEqual(failed, { changed: true, status: 'failed', deliveredAfterFallback: false, firstDelivered: false, fallback: { kind: 'ended', status: 'approved' } });
       assert.equal((await mustGet(store, id)).deliveries.length, 1);
 
       assert.deepEqual(await store.applyReceipt(id, 7, { status: 'delivered', at: T0 + 300, providerMessageId: 'x' }, T0 + 300), {
         changed: false,
         status: 'missing',
         deliveredAfterFallback: false,
+        firstDelivered: false,
         fallback: undefined,
       });
     });
