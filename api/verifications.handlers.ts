@@ -14,7 +14,7 @@ import type { GuardQuarantine } from '../common/security/pumping-guard.js';
 import type { SendGate } from '../common/security/send-gate.js';
 import { endedChange, recordEnded, type EndedStats } from '../common/stats/stats-recorder.js';
 import type { KeySpace } from '../common/store/keys.js';
-import type { CheckEnding, CheckStatus, RedisClient, StoredVerification, VerificationStore } from '../common/store/verification.store.js';
+import type { VerificationEnding, CheckStatus, RedisClient, StoredVerification, VerificationStore } from '../common/store/verification.store.js';
 import { refusalError, retryAfterSeconds } from './refusals.js';
 import { VERIFICATION_ID, checkSchema, resendSchema, zodIssues } from './schemas.js';
 import type { StatsStore } from '../common/stats/stats.store.js';
@@ -173,7 +173,7 @@ async function recordWrongCode(id: string, tenant: string, destinationMac: strin
 }
 
 /** What reporting an ending needs: the check's own reply carries it, otherwise the record does. */
-type Ending = CheckEnding & { tenant: string };
+type Ending = VerificationEnding & { tenant: string };
 
 async function recordEnd(id: string, status: string, now: number, deps: VerificationDeps): Promise<void> {
   const verification = await deps.store.get(id);

@@ -66,22 +66,14 @@ export async function handleVerificationExpiry(job: Job, deps: VerificationExpir
       break;
   }
   deps.logger.info({ verificationId, status: 'expired', tenant: result.tenant, jobId: job.id }, 'verification ended');
-  const verification = await deps.store.get(verificationId);
-  deps.metrics.verificationsEnded.inc({
-    tenant: result.tenant,
-    purpose: result.purpose,
-    status: 'expired',
-    country: countryLabel(verification?.country),
-  });
-  if (verification !== undefined) {
-    await recordEnded(deps, {
-      tenant: verification.tenant,
-      country: countryLabel(verification.country),
-      channel: verification.deliveries.at(-1)?.channel ?? 'sms',
-      status: 'expired',
-      timeToVerifySeconds: undefined,
-    });
-    await new VerificationEvents(deps).ended(verification, 'expired');
+  // The expire script returned what the metrics and stats need; the whole record only for a callback.
+  const { ending } = result;
+  const country = countryLabel(ending.country);
+  deps.metrics.verificationsEnded.inc({ tenant: result.tenant, purpose: ending.purpose, status: 'expired', country });
+  await recordEnded(deps, { tenant: result.tenant, country, channel: ending.channel, status: 'expired', timeToVerifySeconds: undefined });
+  if (ending.hasCallback) {
+    const verification = await deps.store.get(verificationId);
+    if (verification !== undefined) await new VerificationEvents(deps).ended(verification, 'expired');
   }
   return { outcome: 'expired' };
 }

@@ -15,6 +15,16 @@ local KEY = KEYS[1]
 
 local function dfield(n, name) return 'd' .. n .. ':' .. name end
 
+-- What an ending is reported with (metrics, stats, the pumping guard, whether to emit a callback
+-- event), read in the step that ends the verification so its caller needs no read of the record
+-- afterwards: purpose, country, to, kind, createdAt, the latest delivery's channel, 1 if there is
+-- a callback URL.
+local function ending()
+  local e = redis.call('HMGET', KEY, 'purpose', 'country', 'to', 'kind', 'createdAt', 'sends', 'cb')
+  local channel = redis.call('HGET', KEY, dfield(e[6] or '1', 'ch'))
+  return e[1] or '', e[2] or '', e[3] or '', e[4] or '', e[5] or '0', channel or '', (e[7] and e[7] ~= '') and 1 or 0
+end
+
 -- Ends a verification: drops the sealed code (nothing left to send) and shortens the record's
 -- life to the retention window, so finished verifications do not hold memory until their TTL.
 local function finish(status, now, retentionMs)
@@ -92,15 +102,6 @@ return { 'created' }
  *   purpose, country, to, kind, createdAt, latest channel, hasCallback 0|1.
  */
 export const CHECK = script(`
--- What the API reports an ending with (metrics, stats, the pumping guard, whether to emit a
--- callback event), read in this same step so the API needs no read of the record afterwards:
--- purpose, country, to, kind, createdAt, the latest delivery's channel, 1 if there is a callback URL.
-local function ending()
-  local e = redis.call('HMGET', KEY, 'purpose', 'country', 'to', 'kind', 'createdAt', 'sends', 'cb')
-  local channel = redis.call('HGET', KEY, dfield(e[6] or '1', 'ch'))
-  return e[1] or '', e[2] or '', e[3] or '', e[4] or '', e[5] or '0', channel or '', (e[7] and e[7] ~= '') and 1 or 0
-end
-
 local tenant, candidate, now, salt, retention = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
 local v = redis.call('HMGET', KEY, 'tenant', 'status', 'expiresAt', 'attempts', 'maxAttempts', 'codeMac', 'dmac', 'decoy')
 if not v[1] or v[1] ~= tenant then return { 'not_found', 0, 0, '' } end
@@ -301,17 +302,17 @@ return { 'canceled' }
 /**
  * expire: ARGV = now, retentionMs. The verification-expiry job: ends a verification that is still
  * pending once its time is up (drops the sealed code then, not at the record's TTL).
- * → {'expired', tenant, purpose} | {'not_pending', status} | {'not_due', msLeft} | {'missing'}
+ * → {'expired', tenant, then the ending (as CHECK's)} | {'not_pending', status} | {'not_due', msLeft} | {'missing'}
  */
 export const EXPIRE = script(`
 local now, retention = tonumber(ARGV[1]), ARGV[2]
-local v = redis.call('HMGET', KEY, 'status', 'expiresAt', 'tenant', 'purpose')
+local v = redis.call('HMGET', KEY, 'status', 'expiresAt', 'tenant')
 if not v[1] then return { 'missing' } end
 if v[1] ~= 'pending' then return { 'not_pending', v[1] } end
 local expiresAt = tonumber(v[2])
 if now < expiresAt then return { 'not_due', expiresAt - now } end
 finish('expired', now, retention)
-return { 'expired', v[3], v[4] }
+return { 'expired', v[3], ending() }
 `);
 
 /**

@@ -58,7 +58,7 @@ export interface NewVerification {
 export type StoredVerification = Verification & { callbackUrl?: string };
 
 export type ExpireResult =
-  | { kind: 'expired'; tenant: string; purpose: string }
+  | { kind: 'expired'; tenant: string; ending: VerificationEnding }
   | { kind: 'not_pending'; status: string }
   | { kind: 'not_due'; msLeft: number }
   | { kind: 'missing' };
@@ -74,11 +74,11 @@ export interface CheckResult {
   /** The destination's MAC ('' for an unknown id), for the cross-verification lockout. */
   destinationMac: string;
   /** Only when `ended`: what reporting the ending needs, read in the check's own step. */
-  ending?: CheckEnding;
+  ending?: VerificationEnding;
 }
 
-/** The parts of an ended verification its metrics, stats, pumping guard and callbacks need. */
-export interface CheckEnding {
+/** The parts of an ended verification its metrics, stats, pumping guard and callbacks need (CHECK and EXPIRE return them). */
+export interface VerificationEnding {
   purpose: string;
   country: string | undefined;
   to: string;
@@ -177,6 +177,21 @@ function str(value: string | number | null | undefined): string {
 
 function num(value: string | number | null | undefined): number {
   return Number(value ?? 0);
+}
+
+/** The scripts' `ending()` (verification.lua.ts): 7 items from `offset`. */
+function parseEnding(reply: Reply, offset: number): VerificationEnding {
+  const country = str(reply[offset + 1]);
+  const channel = str(reply[offset + 5]);
+  return {
+    purpose: str(reply[offset]),
+    country: country === '' ? undefined : country,
+    to: str(reply[offset + 2]),
+    kind: str(reply[offset + 3]) === 'email' ? 'email' : 'phone',
+    createdAt: num(reply[offset + 4]),
+    channel: isChannel(channel) ? channel : 'sms',
+    hasCallback: num(reply[offset + 6]) === 1,
+  };
 }
 
 function parseFallback(reply: Reply, offset = 0): FallbackResult {
@@ -335,18 +350,7 @@ export class VerificationStore {
       ended: num(reply[2]) === 1,
       destinationMac: str(reply[3]),
     };
-    if (result.ended && reply.length >= 11) {
-      const channel = str(reply[9]);
-      result.ending = {
-        purpose: str(reply[4]),
-        country: str(reply[5]) === '' ? undefined : str(reply[5]),
-        to: str(reply[6]),
-        kind: str(reply[7]) === 'email' ? 'email' : 'phone',
-        createdAt: num(reply[8]),
-        channel: isChannel(channel) ? channel : 'sms',
-        hasCallback: num(reply[10]) === 1,
-      };
-    }
+    if (result.ended && reply.length >= 11) result.ending = parseEnding(reply, 4);
     return result;
   }
 
@@ -477,7 +481,7 @@ export class VerificationStore {
     const kind = str(reply[0]);
     switch (kind) {
       case 'expired':
-        return { kind, tenant: str(reply[1]), purpose: str(reply[2]) };
+        return { kind, tenant: str(reply[1]), ending: parseEnding(reply, 2) };
       case 'not_pending':
         return { kind, status: str(reply[1]) };
       case 'not_due':

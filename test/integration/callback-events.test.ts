@@ -91,7 +91,15 @@ describe('store.expire', () => {
       const id = await seed(store);
       assert.deepEqual(await store.expire(id, T0 + LIFETIME_MS - 1), { kind: 'not_due', msLeft: 1 });
       assert.equal(await redis.hget(keys.verification(id), 'status'), 'pending');
-      assert.deepEqual(await store.expire(id, T0 + LIFETIME_MS), { kind: 'expired', tenant: 'acme', purpose: 'login' });
+      assert.deepEqual(await store.expire(id, T0 + LIFETIME_MS), {
+        kind: 'expired',
+        tenant: 'acme',
+        // What the expiry handler reports the ending with, read in the same step.
+        ending: { purpose: 'login', country: 'ID', to: '+628123456789', kind: 'phone', createdAt: T0, channel: 'whatsapp', hasCallback: true },
+      });
+      const silent = await seed(store, { callbackUrl: undefined, kind: 'email', to: 'a@example.com', country: undefined, plan: ['email'], firstChannel: 'email' });
+      const quiet = await store.expire(silent, T0 + LIFETIME_MS);
+      assert.deepEqual(quiet.kind === 'expired' ? quiet.ending : undefined, { purpose: 'login', country: undefined, to: 'a@example.com', kind: 'email', createdAt: T0, channel: 'email', hasCallback: false });
       const fields = await redis.hgetall(keys.verification(id));
       assert.equal(fields.status, 'expired');
       assert.equal(fields.endedAt, String(T0 + LIFETIME_MS));
