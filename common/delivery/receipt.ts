@@ -103,7 +103,10 @@ export async function applyReceipt(receipt: IncomingReceipt, deps: ReceiptDeps):
       deps.logger.debug({ ...context, err: error }, 'delivery timeout could not be disarmed');
     });
   }
-  deps.logger.info({ ...context, status: result.status, fallback: result.fallback?.kind }, 'receipt applied');
+  // The outcome of a delivery (delivered, read, failed) at info; the provider's steps on the way
+  // (accepted, sent: one more line per message) at debug.
+  const outcome = delivered || result.status === 'failed';
+  deps.logger[outcome ? 'info' : 'debug']({ ...context, status: result.status, fallback: result.fallback?.kind }, 'receipt applied');
   return {
     outcome: 'applied',
     status: result.status,
