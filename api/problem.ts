@@ -22,7 +22,7 @@ const TITLES: Record<ErrorCode, string> = {
   unauthorized: 'Missing or invalid API key',
   invalid_signature: 'Webhook signature check failed',
   destination_not_allowed: 'Destination not allowed',
-  not_found: 'Verification not found',
+  not_found: 'Not found',
   verification_not_pending: 'Verification is no longer pending',
   payload_too_large: 'Request body too large',
   unsupported_media_type: 'Content-Type must be application/json',
