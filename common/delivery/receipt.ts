@@ -8,8 +8,7 @@ import type { JobQueues } from '../jobs/queues.js';
 import { countryLabel, type Metrics } from '../observability/metrics.js';
 import type { Receipt } from '../providers/provider.js';
 import { recordDelivered } from '../stats/stats-recorder.js';
-import type { KeySpace } from '../store/keys.js';
-import { parseExternalId, type RedisClient, type StoredVerification, type VerificationStore } from '../store/verification.store.js';
+import { parseExternalId, type StoredVerification, type VerificationStore } from '../store/verification.store.js';
 import { deliveryDeadlines } from './deadlines.js';
 import { dispatchFallback } from './fallback.js';
 import type { StatsStore } from '../stats/stats.store.js';
@@ -40,8 +39,6 @@ export interface ReceiptDeps {
   /** Stats and cost: the price table and the per-minute counters. */
   policy: Policy;
   stats: StatsStore;
-  redis: RedisClient;
-  keys: KeySpace;
   now: () => number;
 }
 

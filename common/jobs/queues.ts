@@ -139,22 +139,19 @@ export class JobQueues {
    * Once delivery `n` is confirmed. With the verification's timer in use, nothing but the timer
    * needs changing, and only when the caller knows that no delivery waits for a timeout any more
    * (`restAt`: the expiry to put it back to); otherwise its handler wakes, finds nothing due and
-   * sleeps on. Should a timeout job of its own exist beside it (armed while the timer was firing),
-   * it fires and finds the delivery confirmed. Without such a timer (an earlier version's), the
+   * sleeps on. The timer is moved back by its id alone: putting it at the expiry the caller read
+   * from the record is right whatever the job carries, so it is not read first (an HGETALL and a
+   * parse of every field, once per delivered verification). When it cannot be moved it is firing
+   * now (its handler re-reads the record and sleeps until what is still due), or gone; should a
+   * timeout job of its own exist beside it (armed while the timer was firing), it fires and finds
+   * the delivery confirmed. Without a current timer (gone, or an earlier version's), the
    * delivery's timeout job is removed.
    */
   async disarmDeliveryTimeout(verificationId: string, delivery: number, restAt?: number): Promise<void> {
-    // Moving the timer back to the expiry the caller read from the record is right whatever the
-    // job carries, so it is moved by its id without reading it first (a job read is an HGETALL
-    // and a parse of every field, once per delivered verification). Only when it is not delayed
-    // (firing now, gone, or never armed) is there more to find out.
     if (restAt !== undefined && (await moveTimer(this.timerHandle(verificationId), Math.max(0, restAt - Date.now())))) return;
-    const timer = await this.timer(verificationId);
-    if (timer === undefined) {
+    if (!(await this.hasCurrentTimer(verificationId))) {
       await this.queue(QUEUES.deliveryTimeout).remove(jobIds.deliveryTimeout(verificationId, delivery));
-      return;
     }
-    if (restAt !== undefined) await moveTimer(timer.job, Math.max(0, Math.min(restAt, timer.expiresAt) - Date.now()));
   }
 
   /** Queues one callback; the job id names the event, so the same event is queued once. */
@@ -181,11 +178,10 @@ export class JobQueues {
     return new Job(this.queue(QUEUES.verificationExpiry), JOB_NAMES.verificationExpiry, {}, {}, jobIds.verificationExpiry(verificationId));
   }
 
-  /** The verification's timer job with the expiry it carries; undefined for an earlier version's job. */
-  private async timer(verificationId: string): Promise<{ job: Job; expiresAt: number } | undefined> {
+  /** Whether the verification's timer exists and carries its expiry (an earlier version's does not). */
+  private async hasCurrentTimer(verificationId: string): Promise<boolean> {
     const job = await this.queue(QUEUES.verificationExpiry).getJob(jobIds.verificationExpiry(verificationId));
-    const expiresAt = job === undefined ? undefined : verificationExpiryJobSchema.safeParse(job.data).data?.expiresAt;
-    return job === undefined || expiresAt === undefined ? undefined : { job, expiresAt };
+    return job !== undefined && verificationExpiryJobSchema.safeParse(job.data).data?.expiresAt !== undefined;
   }
 
   async close(): Promise<void> {
