@@ -12,7 +12,7 @@ import { DestinationLockout } from '../security/lockout.js';
 import { PumpingGuard } from '../security/pumping-guard.js';
 import { SendLimiter } from '../security/rate-limiter.js';
 import { SendGate } from '../security/send-gate.js';
-import { StatsStore } from '../stats/stats.store.js';
+import { STATS_FLUSH_INTERVAL_MS, StatsStore } from '../stats/stats.store.js';
 import { createKeySpace, type KeySpace } from '../store/keys.js';
 import { watchRedisSettings } from './redis-checks.js';
 import { createRedisConnection } from '../store/redis-connection.js';
@@ -68,7 +68,7 @@ export function createServices(
   queueRedis.on('error', (error: Error) => logger.warn({ err: { message: error.message } }, 'redis (queues) connection error'));
   const queues = new JobQueues(keys, queueRedis);
   const store = new VerificationStore(redis, keys, config.retentionSeconds * 1000);
-  const stats = new StatsStore(redis, keys.prefix);
+  const stats = new StatsStore(redis, keys.prefix, { flushIntervalMs: STATS_FLUSH_INTERVAL_MS, logger });
   const lockout = new DestinationLockout(redis, keys.prefix);
   const budget = new DailyBudget(redis, keys.prefix);
   const guard = new PumpingGuard(redis, { keyPrefix: keys.prefix });
@@ -108,8 +108,8 @@ export function createServices(
     now: () => Date.now(),
     close: () =>
       (closing ??= (async () => {
-        // Queues first (they use the queues' connection), then the connections themselves.
-        await queues.close().catch((error: unknown) => logger.warn({ err: error }, 'closing queues failed'));
+        // Queues and the batched stats first (they use the connections), then the connections themselves.
+        await Promise.all([queues.close().catch((error: unknown) => logger.warn({ err: error }, 'closing queues failed')), stats.close()]);
         await Promise.allSettled([redis.quit(), workerRedis.quit(), queueRedis.quit()]);
         http.close();
       })()),

@@ -1,7 +1,8 @@
 /**
  * The per-minute stats of `/v1/stats` against the real Redis: the key layout and its retention,
  * window arithmetic across minutes and hours, the recording points (with their cost metrics),
- * the once-per-delivery claim, and that a broken Redis never makes a recorder throw. Fresh key
+ * the once-per-delivery claim, the batched writes of a process (one script per tenant and hour
+ * per interval) and that a broken Redis never makes a recorder throw. Fresh key
  * prefix per test; time is a fake clock.
  */
 import assert from 'node:assert/strict';
@@ -76,6 +77,84 @@ describe('StatsStore', () => {
       assert.equal(totals.counters.delivered, 4);
       assert.deepEqual(totals.histograms.ttd, [2, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
     });
+  });
+});
+
+/** The scripts a connection runs from now on (the stats writes; not the tests' own reads). */
+function scriptsRun(redis: Redis): string[] {
+  const names: string[] = [];
+  const send = redis.sendCommand.bind(redis);
+  redis.sendCommand = ((command: Parameters<Redis['sendCommand']>[0], stream?: Parameters<Redis['sendCommand']>[1]) => {
+    if (command.name === 'evalsha' || command.name === 'eval') names.push(command.name);
+    return send(command, stream);
+  }) as Redis['sendCommand'];
+  return names;
+}
+
+describe('StatsStore, batched', () => {
+  it("an interval's events become one script per tenant and hour, with the sums; nothing before the flush", async () => {
+    await withRedisPrefix('stats-batch', async (redis, prefix) => {
+      const stats = new StatsStore(redis, prefix, { flushIntervalMs: 60_000 });
+      const scripts = scriptsRun(redis);
+      const created = { country: 'ID', channel: 'whatsapp' as const, counters: { created: 1 } };
+      for (let i = 0; i < 50; i += 1) await stats.add('acme', T0 + 3 * MINUTE + i, [created]);
+      await stats.add('acme', T0 + 4 * MINUTE, [{ country: 'ID', channel: 'sms', counters: { sent: 1, cost: 41_500 }, samples: { ttd: 0.2 } }]);
+      await stats.add('acme', T0 + 4 * MINUTE, [{ country: 'ID', channel: 'sms', counters: { sent: 1, cost: 41_500 }, samples: { ttd: 0.3 } }]);
+      await stats.add('acme', T0 + HOUR, [created]);
+      await stats.add('beta', T0, [created]);
+      assert.deepEqual(scripts, [], 'nothing is written before the flush');
+      assert.deepEqual(await keysOf(redis, prefix), []);
+
+      await stats.flush();
+      assert.equal(scripts.length, 3, 'one script per tenant and hour');
+      assert.deepEqual(await redis.hgetall(statsKey(prefix, 'acme', T0 / HOUR)), {
+        '3:created:ID:whatsapp': '50',
+        '4:sent:ID:sms': '2',
+        '4:cost:ID:sms': '83000',
+        '4:ttd0:ID:sms': '2',
+      });
+      const acme = await stats.totals('acme', T0, T0 + 2 * HOUR, ALL);
+      assert.equal(acme.counters.created, 51);
+      assert.equal((await stats.totals('beta', T0, T0 + HOUR, ALL)).counters.created, 1);
+      assert.equal(await redis.expiretime(statsKey(prefix, 'acme', T0 / HOUR + 1)), (T0 + 2 * HOUR) / 1000 + STATS_RETENTION_SECONDS);
+
+      await stats.flush();
+      assert.equal(scripts.length, 3, 'an empty flush writes nothing');
+    });
+  });
+
+  it('writes by itself after the interval, and close() writes what is still pending', async () => {
+    await withRedisPrefix('stats-batch-timer', async (redis, prefix) => {
+      const stats = new StatsStore(redis, prefix, { flushIntervalMs: 50 });
+      await stats.add('acme', T0, [{ country: 'ID', channel: 'sms', counters: { created: 1 } }]);
+      const deadline = Date.now() + 5000;
+      while ((await stats.totals('acme', T0, T0 + HOUR, ALL)).counters.created === 0) {
+        assert.ok(Date.now() < deadline, 'the timer never flushed');
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      const closing = new StatsStore(redis, prefix, { flushIntervalMs: 60_000 });
+      await closing.add('acme', T0, [{ country: 'ID', channel: 'sms', counters: { created: 2 } }]);
+      await closing.close();
+      assert.equal((await stats.totals('acme', T0, T0 + HOUR, ALL)).counters.created, 3);
+    });
+  });
+
+  it('a failed batch is logged once per flush and dropped, never thrown', async () => {
+    const broken = new Redis(TEST_REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false });
+    const lines: Record<string, unknown>[] = [];
+    const stats = new StatsStore(broken, 'kt-stats-batch-broken', { flushIntervalMs: 60_000, logger: silentLogger(lines) });
+    try {
+      await stats.add('acme', T0, [{ country: 'ID', channel: 'sms', counters: { created: 1 } }]);
+      await stats.add('beta', T0, [{ country: 'ID', channel: 'sms', counters: { created: 1 } }]);
+      await stats.close();
+      assert.equal(lines.length, 1, JSON.stringify(lines));
+      assert.equal(lines[0]?.msg, 'stats could not be recorded');
+      assert.equal(lines[0]?.writes, 2);
+      await stats.flush();
+      assert.equal(lines.length, 1, 'dropped: not retried by the next flush');
+    } finally {
+      broken.disconnect();
+    }
   });
 });
 
