@@ -2,14 +2,12 @@ import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import { VerificationEvents } from '../callbacks/verification-events.js';
 import type { Policy } from '../config/policy.js';
-import { nextChannel } from '../domain/verification.js';
 import { jobIds } from '../jobs/catalogue.js';
 import type { JobQueues } from '../jobs/queues.js';
 import { countryLabel, type Metrics } from '../observability/metrics.js';
 import type { Receipt } from '../providers/provider.js';
 import { recordDelivered } from '../stats/stats-recorder.js';
-import { parseExternalId, type StoredVerification, type VerificationStore } from '../store/verification.store.js';
-import { deliveryDeadlines } from './deadlines.js';
+import { parseExternalId, type DeliveredFacts, type VerificationStore } from '../store/verification.store.js';
 import { dispatchFallback } from './fallback.js';
 import type { StatsStore } from '../stats/stats.store.js';
 
@@ -93,8 +91,10 @@ export async function applyReceipt(receipt: IncomingReceipt, deps: ReceiptDeps):
     deps.logger.info(context, 'delivered after the fallback went out (double send)');
   }
   if (delivered) {
-    const counted = await afterDelivered(id, delivery, result.firstDelivered, receiptOwner(receipt.eventId), deps);
-    const restAt = counted !== undefined && timerIdle(counted, delivery) ? counted.expiresAt : undefined;
+    const first = result.firstDelivered;
+    await afterDelivered(id, delivery, first, receiptOwner(receipt.eventId), deps);
+    // Back to the expiry when nothing waits for a timeout any more; otherwise disarm finds out.
+    const restAt = first?.timerIdle === true ? first.expiresAt : undefined;
     await deps.queues.disarmDeliveryTimeout(id, delivery, restAt).catch((error: unknown) => {
       // A timeout that still fires re-checks the state and does nothing; losing this race is fine.
       deps.logger.debug({ ...context, err: error }, 'delivery timeout could not be disarmed');
@@ -114,46 +114,21 @@ export async function applyReceipt(receipt: IncomingReceipt, deps: ReceiptDeps):
 
 /**
  * Follow-up of a delivered/read receipt: the delivery's first delivered state is timed, billed and
- * counted (by the call whose RECEIPT script claimed it, `first`), and the verification's
- * `delivered` callback is queued (claimed once per verification, by `owner`). The callback claim
- * is skipped only when this call counted the delivery and found no callback URL; otherwise a
- * repeat of the receipt may be finishing what its first run left undone. (A run that dies between
- * the claim and the count loses that delivery's stats: they are a by-product, never retried at
- * the price of counting twice.)
+ * counted (by the call whose RECEIPT script claimed it, `first`, with the facts that script read),
+ * and the verification's `delivered` callback is queued (claimed once per verification, by
+ * `owner`). The callback claim is skipped only when this call counted the delivery and found no
+ * callback URL; otherwise a repeat of the receipt may be finishing what its first run left undone.
+ * (A run that dies between the claim and the count loses that delivery's stats: they are a
+ * by-product, never retried at the price of counting twice.)
  */
-async function afterDelivered(id: string, n: number, first: boolean, owner: string, deps: ReceiptDeps): Promise<StoredVerification | undefined> {
-  const counted = first ? await countDelivered(id, n, deps) : undefined;
-  if (counted === undefined || counted.callbackUrl !== undefined) await new VerificationEvents(deps).delivered(id, n, owner);
-  return counted;
+async function afterDelivered(id: string, n: number, first: DeliveredFacts | undefined, owner: string, deps: ReceiptDeps): Promise<void> {
+  if (first !== undefined) await countDelivered(first, deps);
+  if (first === undefined || first.hasCallback) await new VerificationEvents(deps).delivered(id, n, owner);
 }
 
-/**
- * Whether the verification's timer, which armDeliveryTimeout moved to delivery `n`'s deadline,
- * can go back to its expiry: `n` was armed (its plan has a next channel), the verification is
- * still pending and no delivery of it waits for a timeout any more.
- */
-function timerIdle(verification: StoredVerification, n: number): boolean {
-  const channel = verification.deliveries.find((candidate) => candidate.n === n)?.channel;
-  return (
-    verification.status === 'pending' &&
-    channel !== undefined &&
-    nextChannel(verification.plan, channel) !== undefined &&
-    deliveryDeadlines(verification).length === 0
-  );
-}
-
-/**
- * The first delivered/read state of a delivery: its latency, the WhatsApp charge and the stats.
- * Returns the verification it counted.
- */
-async function countDelivered(id: string, n: number, deps: ReceiptDeps): Promise<StoredVerification | undefined> {
-  const verification = await deps.store.get(id);
-  const delivery = verification?.deliveries.find((candidate) => candidate.n === n);
-  if (verification === undefined || delivery === undefined) return undefined;
-  const country = countryLabel(verification.country);
-  const latencySeconds =
-    delivery.sentAt === undefined || delivery.deliveredAt === undefined ? undefined : Math.max(0, (delivery.deliveredAt - delivery.sentAt) / 1000);
-  if (latencySeconds !== undefined) deps.metrics.deliveryLatency.observe({ channel: delivery.channel, country }, latencySeconds);
-  await recordDelivered(deps, { tenant: verification.tenant, country, channel: delivery.channel, latencySeconds });
-  return verification;
+/** The first delivered/read state of a delivery: its latency, the WhatsApp charge and the stats. */
+async function countDelivered(first: DeliveredFacts, deps: ReceiptDeps): Promise<void> {
+  const country = countryLabel(first.country);
+  if (first.latencySeconds !== undefined) deps.metrics.deliveryLatency.observe({ channel: first.channel, country }, first.latencySeconds);
+  await recordDelivered(deps, { tenant: first.tenant, country, channel: first.channel, latencySeconds: first.latencySeconds });
 }

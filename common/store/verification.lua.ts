@@ -50,6 +50,29 @@ local function next_channel(plan_csv, current)
   return nil
 end
 
+-- Whether some delivery still waits for a delivery timeout: sent (accepted/sent), not settled,
+-- not fallen back from, with a channel to fall back to (deadlines.ts, deliveryDeadlines).
+local function any_waiting(plan_csv, sends)
+  for i = 1, sends do
+    local f = redis.call('HMGET', KEY, dfield(i, 'st'), dfield(i, 'sent'), dfield(i, 'fb'), dfield(i, 'ch'))
+    if (f[1] == 'accepted' or f[1] == 'sent') and f[2] and not f[3] and next_channel(plan_csv, f[4]) then return true end
+  end
+  return false
+end
+
+-- What counting delivery n's first delivered state needs (receipt.ts), read in the step that
+-- claims it so that its caller needs no read of the record: tenant, country, the delivery's
+-- channel, sentAt and deliveredAt, 1 if there is a callback URL, the expiry, and 1 when the
+-- verification's timer may go back to its expiry (still pending, n had a timeout armed — its
+-- plan has a next channel — and no delivery waits for one any more).
+local function delivered_facts(n)
+  local v = redis.call('HMGET', KEY, 'tenant', 'country', 'status', 'expiresAt', 'plan', 'sends', 'cb')
+  local d = redis.call('HMGET', KEY, dfield(n, 'ch'), dfield(n, 'sent'), dfield(n, 'dlv'))
+  local plan = v[5] or ''
+  local idle = v[3] == 'pending' and d[1] and next_channel(plan, d[1]) and not any_waiting(plan, tonumber(v[6]) or 0)
+  return { v[1] or '', v[2] or '', d[1] or '', d[2] or '', d[3] or '', (v[7] and v[7] ~= '') and 1 or 0, v[4] or '0', idle and 1 or 0 }
+end
+
 -- Starts delivery n+1 on the next channel of the plan after delivery n, at most once per
 -- delivery: the d<n>:fb marker is written in the same atomic step. Returns
 -- {'fallback', m, channel} | {'already', m, channel} | {'exhausted'} | {'ended', status}.
@@ -222,7 +245,7 @@ return start_fallback(n, reason, now)
  * again (`already`/`exhausted`, nothing new is written): a receipt applied by a webhook request
  * whose follow-up (queueing the fallback's send) did not finish is answered 503, and the
  * provider's retry must be able to finish it. → {changed 0|1, deliveryStatus, late 0|1, first delivered 0|1,
- * fallback result...}
+ * {the delivered facts, for the first delivered only}, fallback result...}
  */
 export const RECEIPT = script(`
 local n, status, now, err, pid, clock = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], tonumber(ARGV[6])
@@ -254,7 +277,7 @@ end
 -- or a provider's retry included.
 local first = 0
 if RANK[changed == 1 and status or st] >= RANK['delivered'] then first = redis.call('HSETNX', KEY, dfield(n, 'counted'), 1) end
-local result = { changed, changed == 1 and status or st, late, first }
+local result = { changed, changed == 1 and status or st, late, first, first == 1 and delivered_facts(n) or {} }
 if status == 'failed' and (changed == 1 or st == 'failed') then
   local fb = start_fallback(n, 'failed', clock)
   for _, item in ipairs(fb) do result[#result + 1] = item end

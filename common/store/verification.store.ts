@@ -128,9 +128,45 @@ export interface ReceiptResult {
   status: DeliveryStatus | 'missing';
   /** A delivered/read receipt for a delivery that had already fallen back: a double send. */
   deliveredAfterFallback: boolean;
-  /** This call was the first to find the delivery delivered or read: its latency, cost and stats are this caller's to count. */
-  firstDelivered: boolean;
+  /**
+   * This call was the first to find the delivery delivered or read: its latency, cost and stats
+   * are this caller's to count, with these facts (read in the same step).
+   */
+  firstDelivered: DeliveredFacts | undefined;
   fallback: FallbackResult | undefined;
+}
+
+/** What counting a delivery's first delivered state needs (the RECEIPT script's `delivered_facts`). */
+export interface DeliveredFacts {
+  tenant: string;
+  country: string | undefined;
+  channel: Channel;
+  /** Send → delivered receipt; undefined when the provider never reported the message sent. */
+  latencySeconds: number | undefined;
+  hasCallback: boolean;
+  expiresAt: number;
+  /**
+   * The verification's timer, moved to this delivery's deadline, may go back to the expiry: it is
+   * still pending and no delivery waits for a delivery timeout any more (deadlines.ts).
+   */
+  timerIdle: boolean;
+}
+
+function parseDeliveredFacts(raw: unknown): DeliveredFacts | undefined {
+  if (!Array.isArray(raw) || raw.length < 8) return undefined;
+  const [tenant, country, channel, sentAt, deliveredAt, callback, expiresAt, idle] = (raw as (string | number | null)[]).map(str);
+  if (!isChannel(channel)) throw new Error('store: corrupt delivery record');
+  const sent = optionalNumber(sentAt);
+  const delivered = optionalNumber(deliveredAt);
+  return {
+    tenant: tenant ?? '',
+    country: country === '' ? undefined : country,
+    channel,
+    latencySeconds: sent === undefined || delivered === undefined ? undefined : Math.max(0, (delivered - sent) / 1000),
+    hasCallback: callback === '1',
+    expiresAt: Number(expiresAt),
+    timerIdle: idle === '1',
+  };
 }
 
 export type ResendResult =
@@ -427,8 +463,9 @@ export class VerificationStore {
       changed: num(reply[0]) === 1,
       status: status === 'missing' ? 'missing' : oneOf(DELIVERY_STATUSES, status, 'queued'),
       deliveredAfterFallback: num(reply[2]) === 1,
-      firstDelivered: num(reply[3]) === 1,
-      fallback: reply.length > 4 ? parseFallback(reply, 4) : undefined,
+      // The facts are a nested reply (an empty one when this call was not the first).
+      firstDelivered: num(reply[3]) === 1 ? parseDeliveredFacts((reply as unknown[])[4]) : undefined,
+      fallback: reply.length > 5 ? parseFallback(reply, 5) : undefined,
     };
   }
 

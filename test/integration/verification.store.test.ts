@@ -7,12 +7,14 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { Redis } from 'ioredis';
-import type { Verification } from '../../common/domain/verification.js';
+import { deliveryDeadlines } from '../../common/delivery/deadlines.js';
+import { nextChannel, type Verification } from '../../common/domain/verification.js';
 import { createCodeVault } from '../../common/security/code-vault.js';
 import { createKeySpace, type KeySpace } from '../../common/store/keys.js';
 import {
   VerificationStore,
   type CheckResult,
+  type DeliveredFacts,
   type FallbackResult,
   type NewVerification,
   type ReceiptResult,
@@ -563,17 +565,28 @@ describe('VerificationStore.markSent', () => {
   });
 });
 
+/** The facts the first delivered receipt of `seed`'s delivery 1 comes with (RECEIPT's `delivered_facts`). */
+function deliveredFacts(overrides: Partial<DeliveredFacts> = {}): DeliveredFacts {
+  return { tenant: TENANT, country: 'ID', channel: 'whatsapp', latencySeconds: undefined, hasCallback: false, expiresAt: T0 + LIFETIME_MS, timerIdle: true, ...overrides };
+}
+
+/** deadlines.ts's rule for the timer going back to its expiry, on the record as stored: what RECEIPT's `timerIdle` mirrors. */
+function timerIdleByRecord(verification: Verification, n: number): boolean {
+  const channel = verification.deliveries.find((delivery) => delivery.n === n)?.channel;
+  return verification.status === 'pending' && channel !== undefined && nextChannel(verification.plan, channel) !== undefined && deliveryDeadlines(verification).length === 0;
+}
+
 describe('VerificationStore.applyReceipt', () => {
   it('out-of-order and duplicate receipts never move a delivery backwards', async () => {
     await withStore('rcpt-order', async ({ store }) => {
       const id = await seed(store);
       await store.beginSend(id, 1, T0 + 100, 'tok');
       const delivered = await store.applyReceipt(id, 1, { status: 'delivered', at: T0 + 300, providerMessageId: 'wamid.1' }, T0 + 300);
-      assert.deepEqual(delivered, { changed: true, status: 'delivered', deliveredAfterFallback: false, firstDelivered: true, fallback: undefined });
+      assert.deepEqual(delivered, { changed: true, status: 'delivered', deliveredAfterFallback: false, firstDelivered: deliveredFacts(), fallback: undefined });
       for (const status of ['sent', 'accepted', 'delivered', 'failed'] as const) {
         assert.deepEqual(
           await store.applyReceipt(id, 1, { status, at: T0 + 400, providerMessageId: 'wamid.1' }, T0 + 400),
-          { changed: false, status: 'delivered', deliveredAfterFallback: false, firstDelivered: false, fallback: undefined },
+          { changed: false, status: 'delivered', deliveredAfterFallback: false, firstDelivered: undefined, fallback: undefined },
           `a late ${status} receipt: the first delivered state was claimed already`,
         );
       }
@@ -593,7 +606,7 @@ describe('VerificationStore.applyReceipt', () => {
       await store.beginSend(id, 1, T0 + 100, 'tok');
       await store.applyReceipt(id, 1, { status: 'sent', at: T0 + 200, providerMessageId: 'wamid.1' }, T0 + 200);
       const read = await store.applyReceipt(id, 1, { status: 'read', at: T0 + 900, providerMessageId: 'wamid.1' }, T0 + 900);
-      assert.deepEqual(read, { changed: true, status: 'read', deliveredAfterFallback: false, firstDelivered: true, fallback: undefined });
+      assert.deepEqual(read, { changed: true, status: 'read', deliveredAfterFallback: false, firstDelivered: deliveredFacts({ latencySeconds: 0.7 }), fallback: undefined });
       const delivery = (await mustGet(store, id)).deliveries[0];
       assert.equal(delivery?.status, 'read');
       assert.equal(delivery?.sentAt, T0 + 200);
@@ -614,12 +627,12 @@ describe('VerificationStore.applyReceipt', () => {
         changed: true,
         status: 'failed',
         deliveredAfterFallback: false,
-        firstDelivered: false,
+        firstDelivered: undefined,
         fallback: { kind: 'fallback', delivery: 2, channel: 'sms' },
       });
       // Applied again (the provider's retry), it reports the same decision so the caller can finish queueing it.
       const again = await store.applyReceipt(id, 1, { status: 'failed', at: T0 + 600, errorCode: '131026', providerMessageId: 'wamid.1' }, T0 + 600);
-      assert.deepEqual(again, { changed: false, status: 'failed', deliveredAfterFallback: false, firstDelivered: false, fallback: { kind: 'already', delivery: 2, channel: 'sms' } });
+      assert.deepEqual(again, { changed: false, status: 'failed', deliveredAfterFallback: false, firstDelivered: undefined, fallback: { kind: 'already', delivery: 2, channel: 'sms' } });
 
       const verification = await mustGet(store, id);
       assert.equal(verification.deliveries.length, 2);
@@ -642,11 +655,11 @@ describe('VerificationStore.applyReceipt', () => {
       await store.beginSend(id, 1, T0 + 100, 'tok');
       await store.applyReceipt(id, 1, { status: 'failed', at: T0 + 500, providerMessageId: 'wamid.1' }, T0 + 500);
       const late = await store.applyReceipt(id, 1, { status: 'delivered', at: T0 + 800, providerMessageId: 'wamid.1' }, T0 + 800);
-      assert.deepEqual(late, { changed: true, status: 'delivered', deliveredAfterFallback: true, firstDelivered: true, fallback: undefined });
+      assert.deepEqual(late, { changed: true, status: 'delivered', deliveredAfterFallback: true, firstDelivered: deliveredFacts(), fallback: undefined });
       const read = await store.applyReceipt(id, 1, { status: 'read', at: T0 + 900, providerMessageId: 'wamid.1' }, T0 + 900);
-      assert.deepEqual(read, { changed: true, status: 'read', deliveredAfterFallback: false, firstDelivered: false, fallback: undefined }, 'delivered → read is not a second delivery');
+      assert.deepEqual(read, { changed: true, status: 'read', deliveredAfterFallback: false, firstDelivered: undefined, fallback: undefined }, 'delivered → read is not a second delivery');
       const duplicate = await store.applyReceipt(id, 1, { status: 'delivered', at: T0 + 950, providerMessageId: 'wamid.1' }, T0 + 950);
-      assert.deepEqual(duplicate, { changed: false, status: 'read', deliveredAfterFallback: false, firstDelivered: false, fallback: undefined });
+      assert.deepEqual(duplicate, { changed: false, status: 'read', deliveredAfterFallback: false, firstDelivered: undefined, fallback: undefined });
 
       const verification = await mustGet(store, id);
       assert.equal(verification.deliveries.length, 2);
@@ -682,16 +695,80 @@ describe('VerificationStore.applyReceipt', () => {
       await store.beginSend(id, 1, T0 + 100, 'tok');
       await store.check(id, TENANT, vault.mac(id, CODE), T0 + 200);
       const failed = await store.applyReceipt(id, 1, { status: 'failed', at: T0 + 300, providerMessageId: 'wamid.1' }, T0 + 300);
-      assert.deepEqual(failed, { changed: true, status: 'failed', deliveredAfterFallback: false, firstDelivered: false, fallback: { kind: 'ended', status: 'approved' } });
+      assert.deepEqual(failed, { changed: true, status: 'failed', deliveredAfterFallback: false, firstDelivered: undefined, fallback: { kind: 'ended', status: 'approved' } });
       assert.equal((await mustGet(store, id)).deliveries.length, 1);
 
       assert.deepEqual(await store.applyReceipt(id, 7, { status: 'delivered', at: T0 + 300, providerMessageId: 'x' }, T0 + 300), {
         changed: false,
         status: 'missing',
         deliveredAfterFallback: false,
-        firstDelivered: false,
+        firstDelivered: undefined,
         fallback: undefined,
       });
+    });
+  });
+});
+
+describe('VerificationStore.applyReceipt, the first delivered facts', () => {
+  it('the timer may rest only when the verification is pending, the delivery had somewhere to fall back and nothing else waits', async () => {
+    await withStore('rcpt-facts', async ({ store }) => {
+      // A verification whose first delivery the provider reported sent at +200 ms.
+      const sentOnce = async (overrides: Partial<NewVerification> = {}) => {
+        const id = await seed(store, overrides);
+        await store.beginSend(id, 1, T0 + 100, 'tok');
+        await store.markSent(id, 1, { provider: 'ycloud', providerMessageId: `m1.${id}`, status: 'sent', at: T0 + 200 });
+        return id;
+      };
+      const cases: { label: string; idle: boolean; prepare: () => Promise<string> }[] = [
+        {
+          label: 'the only delivery, sent',
+          idle: true,
+          prepare: async () => {
+            return await sentOnce({ callbackUrl: 'https://example.com/hook' });
+          },
+        },
+        {
+          label: 'an earlier delivery, while a resent one waits for its receipt',
+          idle: false,
+          prepare: async () => {
+            const id = await sentOnce();
+            assert.equal((await store.resend(id, TENANT, undefined, T0 + 40_000, LIMITS)).kind, 'ok');
+            await store.beginSend(id, 2, T0 + 40_100, 'tok2');
+            await store.markSent(id, 2, { provider: 'ycloud', providerMessageId: `wamid2.${id}`, status: 'sent', at: T0 + 40_200 });
+            return id;
+          },
+        },
+        {
+          label: 'a plan with nowhere to fall back',
+          idle: false,
+          prepare: async () => {
+            return await sentOnce({ plan: ['sms'], firstChannel: 'sms' });
+          },
+        },
+        {
+          label: 'a verification approved before the receipt',
+          idle: false,
+          prepare: async () => {
+            const id = await sentOnce();
+            assert.equal((await store.check(id, TENANT, vault.mac(id, CODE), T0 + 300)).status, 'approved');
+            return id;
+          },
+        },
+      ];
+      for (const { label, idle, prepare } of cases) {
+        // The first delivery's delivered receipt, whatever else happened since.
+        const id = await prepare();
+        const n = 1;
+        const result = await store.applyReceipt(id, n, { status: 'delivered', at: T0 + 1_200, providerMessageId: 'x' }, T0 + 1_200);
+        const facts = result.firstDelivered;
+        assert.ok(facts !== undefined, label);
+        assert.equal(facts.timerIdle, idle, label);
+        assert.equal(timerIdleByRecord(await mustGet(store, id), n), idle, `${label}: the record says the same`);
+        assert.equal(facts.latencySeconds, 1, `${label}: sent at +200 ms, delivered at +1,200 ms`);
+        assert.equal(facts.channel, label === 'a plan with nowhere to fall back' ? 'sms' : 'whatsapp', label);
+        assert.equal(facts.hasCallback, label === 'the only delivery, sent', label);
+        assert.equal((await store.applyReceipt(id, n, { status: 'read', at: T0 + 1_300, providerMessageId: 'x' }, T0 + 1_300)).firstDelivered, undefined, `${label}: claimed once`);
+      }
     });
   });
 });
