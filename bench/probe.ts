@@ -3,8 +3,9 @@
  * request of the API role alone (create, then wrong-code and right-code checks) and the Redis
  * server's time per request by command (`INFO commandstats`), with an optional CPU profile.
  *
- *   node --import tsx bench/probe.ts [--seconds=4] [--only=create] [--profile=<dir>] [--profile-from=create|check]
- *   (--profile writes <dir>/api-only.cpuprofile of the measured part, from the create load or from the checks on)
+ *   node --import tsx bench/probe.ts [--seconds=4] [--only=create] [--profile=<dir>] [--profile-from=create|check|right]
+ *   (--profile writes <dir>/api-only.cpuprofile of the measured part, from the create load, from the checks
+ *   on, or from the right-code checks on)
  *
  * CPU per request is the figure to compare: throughput moves with whatever else the machine
  * does, CPU per request much less. Throughput figures are not budgets here (`npm run bench` is).
@@ -50,7 +51,7 @@ async function main(): Promise<void> {
   const createOnly = option('only') === 'create';
   const profile = option('profile');
   const profileFrom = option('profile-from') ?? 'create';
-  if (profileFrom !== 'create' && profileFrom !== 'check') throw new Error('--profile-from: create or check');
+  if (profileFrom !== 'create' && profileFrom !== 'check' && profileFrom !== 'right') throw new Error('--profile-from: create, check or right');
   if (profile !== undefined) mkdirSync(profile, { recursive: true });
   const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
   const settings: KurirSettings = {
@@ -110,6 +111,7 @@ async function main(): Promise<void> {
     }
     const rightWithCodes = right.filter((id) => codes.has(id));
     let r = 0;
+    if (profileFrom === 'right') api.startProfile();
     await load('check right', () => {
       const id = rightWithCodes[r++] ?? '';
       return { path: `/v1/verifications/${id}/check`, body: JSON.stringify({ code: codes.get(id) ?? '000000' }) };
