@@ -168,14 +168,16 @@ export class StatsStore {
     // Unref'd: pending counts never keep a process alive; close() writes them.
     this.flushTimer ??= setTimeout(() => {
       this.flushTimer = undefined;
-      void this.flush();
+      // Stats never end a process: whatever a flush could throw stays here.
+      this.flush().catch(() => undefined);
     }, this.options.flushIntervalMs).unref();
   }
 
   /** Writes the batched counts now (one script per tenant and hour, issued together). */
   async flush(): Promise<void> {
-    // One flush at a time, so close() also waits for the one a timer just started.
-    this.flushing = this.flushing.then(async () => {
+    // One flush at a time, so close() also waits for the one a timer just started; one that
+    // failed outright must not stop the next (hence the same step on both outcomes).
+    const run = async (): Promise<void> => {
       const writes = this.pending.drain();
       const failed = (await Promise.allSettled(writes.map((write) => this.addScript([write.key], write.args)))).filter(
         (result): result is PromiseRejectedResult => result.status === 'rejected',
@@ -187,7 +189,8 @@ export class StatsStore {
           'stats could not be recorded',
         );
       }
-    });
+    };
+    this.flushing = this.flushing.then(run, run);
     await this.flushing;
   }
 
