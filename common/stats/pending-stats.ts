@@ -9,10 +9,6 @@ import type { StatsWrite } from './stats-write.js';
 export class PendingStats {
   private readonly byKey = new Map<string, { expireAt: string | number; amounts: Map<string, number> }>();
 
-  get isEmpty(): boolean {
-    return this.byKey.size === 0;
-  }
-
   add(write: StatsWrite): void {
     let pending = this.byKey.get(write.key);
     if (pending === undefined) {
