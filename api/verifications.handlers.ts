@@ -12,7 +12,7 @@ import type { CodeVault } from '../common/security/code-vault.js';
 import type { DestinationLockout, DestinationLockState } from '../common/security/lockout.js';
 import type { GuardQuarantine } from '../common/security/pumping-guard.js';
 import type { SendGate } from '../common/security/send-gate.js';
-import { endedChange, recordEnded, type EndedStats } from '../common/stats/stats-recorder.js';
+import { recordEnded } from '../common/stats/stats-recorder.js';
 import type { KeySpace } from '../common/store/keys.js';
 import type { VerificationEnding, CheckStatus, RedisClient, StoredVerification, VerificationStore } from '../common/store/verification.store.js';
 import { refusalError, retryAfterSeconds } from './refusals.js';
@@ -203,21 +203,20 @@ async function reportEnd(id: string, status: string, now: number, ending: Ending
   // Independent writes, issued together.
   const stats = { tenant, country, channel, status, timeToVerifySeconds: approved ? timeToVerifySeconds : undefined };
   await Promise.all([
-    approved ? recordApproval(ending, stats, now, deps) : recordEnded(deps, stats),
+    recordEnded(deps, stats),
+    approved ? recordApproval(ending, now, deps) : undefined,
     (status === 'approved' || status === 'expired') && ending.hasCallback ? emitEnded(id, status, deps, loaded) : undefined,
   ]);
 }
 
 /**
- * The pumping guard's conversion count of an approval and its `/v1/stats` counters, in one script
- * (both under the tenant's hash tag): one command per approved check instead of two. Like every
- * stats write, a failure is logged and never fails the check, whose code was already accepted.
+ * The pumping guard's conversion count of an approval (batched, as its `/v1/stats` counters are).
+ * Like every stats write, a failure is logged and never fails the check, whose code was already
+ * accepted.
  */
-async function recordApproval(ending: Ending, stats: EndedStats, now: number, deps: VerificationDeps): Promise<void> {
-  const change = endedChange(stats);
-  const write = change === undefined ? undefined : deps.stats.write(ending.tenant, deps.now(), [change]);
+async function recordApproval(ending: Ending, now: number, deps: VerificationDeps): Promise<void> {
   try {
-    await deps.gate.recordApproval(ending.tenant, destinationOf(ending), tenantPolicy(deps.policy, ending.tenant).security, ending.createdAt, now, write);
+    await deps.gate.recordApproval(ending.tenant, destinationOf(ending), tenantPolicy(deps.policy, ending.tenant).security, ending.createdAt, now);
   } catch (error) {
     deps.logger.warn({ tenant: ending.tenant, err: { message: error instanceof Error ? error.message : String(error) } }, 'approval could not be recorded');
   }

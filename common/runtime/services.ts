@@ -9,7 +9,7 @@ import { createYCloudProvider } from '../providers/ycloud/ycloud.provider.js';
 import { DailyBudget } from '../security/budget.js';
 import { createCodeVault, type CodeVault } from '../security/code-vault.js';
 import { DestinationLockout } from '../security/lockout.js';
-import { PumpingGuard } from '../security/pumping-guard.js';
+import { GUARD_APPROVAL_FLUSH_INTERVAL_MS, PumpingGuard } from '../security/pumping-guard.js';
 import { SendLimiter } from '../security/rate-limiter.js';
 import { SendGate } from '../security/send-gate.js';
 import { STATS_FLUSH_INTERVAL_MS, StatsStore } from '../stats/stats.store.js';
@@ -71,7 +71,7 @@ export function createServices(
   const stats = new StatsStore(redis, keys.prefix, { flushIntervalMs: STATS_FLUSH_INTERVAL_MS, logger });
   const lockout = new DestinationLockout(redis, keys.prefix);
   const budget = new DailyBudget(redis, keys.prefix);
-  const guard = new PumpingGuard(redis, { keyPrefix: keys.prefix });
+  const guard = new PumpingGuard(redis, { keyPrefix: keys.prefix, flushIntervalMs: GUARD_APPROVAL_FLUSH_INTERVAL_MS, logger });
   const gate = new SendGate({ redis, limiter: new SendLimiter(redis), guard, budget, lockout, keyPrefix: keys.prefix });
   // One keep-alive pool per process for every provider call.
   const http = createKeepAliveTransport();
@@ -108,8 +108,8 @@ export function createServices(
     now: () => Date.now(),
     close: () =>
       (closing ??= (async () => {
-        // Queues and the batched stats first (they use the connections), then the connections themselves.
-        await Promise.all([queues.close().catch((error: unknown) => logger.warn({ err: error }, 'closing queues failed')), stats.close()]);
+        // Queues and the batched counts first (they use the connections), then the connections themselves.
+        await Promise.all([queues.close().catch((error: unknown) => logger.warn({ err: error }, 'closing queues failed')), stats.close(), guard.close()]);
         await Promise.allSettled([redis.quit(), workerRedis.quit(), queueRedis.quit()]);
         http.close();
       })()),

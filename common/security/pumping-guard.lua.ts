@@ -1,5 +1,3 @@
-import { STATS_WRITE_LUA } from '../stats/stats-write.js';
-
 /**
  * The Lua scripts behind the SMS-pumping guard (see pumping-guard.ts for the glossary). Every key
  * of a tenant's guard shares the tenant's hash tag (as its send limits do), so each script runs
@@ -131,28 +129,29 @@ return out
 `);
 
 /**
- * record_approval: KEYS = the counts of each of the N subjects, then (only with a stats write) the
- * tenant's stats hash of the hour. ARGV = sentAt, now, windowMs, N, then the stats write's args
- * (stats-write.ts), which ride along: the approval's conversion and its `/v1/stats` counters are
- * one command, both being under the tenant's hash tag.
- * Counts an approval in the bucket of its send's minute, so it raises the conversion of exactly
- * the sends it answers. Ignored when that bucket left the window (it is trimmed) or when the
- * bucket has no unanswered send (a send recorded before the guard was on, or a replay): a
- * conversion above 1 would hide pumping elsewhere in the window.
- * → the number of subjects that counted it
+ * record_approvals: KEYS = counts hashes of one tenant. ARGV = now, windowMs, then one triple per
+ * bucket: the index of its counts key, the minute of the sends it answers, how many approvals.
+ * Each approval is counted in the bucket of its send's minute, so it raises the conversion of
+ * exactly the sends it answers; k approvals of one bucket count as k single ones would, one at a
+ * time: never above the bucket's sends (a send recorded before the guard was on, or a replay, has
+ * none; a conversion above 1 would hide pumping elsewhere in the window), and not at all once the
+ * bucket left the window (it is trimmed).
+ * → the number of approvals counted
  */
-export const RECORD_APPROVAL = script(`${STATS_WRITE_LUA}
-local sentAt, now, windowMs, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-if #ARGV > 4 then apply_stats(KEYS[n + 1], 5) end
-local minute = math.floor(sentAt / MINUTE)
-if minute < math.floor((now - windowMs) / MINUTE) then return 0 end
+export const RECORD_APPROVALS = script(`
+local now, windowMs = tonumber(ARGV[1]), tonumber(ARGV[2])
+local oldest = math.floor((now - windowMs) / MINUTE)
 local counted = 0
-for i = 1, n do
-  local counts = KEYS[i]
-  local v = redis.call('HMGET', counts, 's:' .. minute, 'a:' .. minute)
-  if tonumber(v[2] or '0') < tonumber(v[1] or '0') then
-    redis.call('HINCRBY', counts, 'a:' .. minute, 1)
-    counted = counted + 1
+for i = 3, #ARGV, 3 do
+  local counts, minute, k = KEYS[tonumber(ARGV[i])], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
+  if minute >= oldest then
+    local v = redis.call('HMGET', counts, 's:' .. minute, 'a:' .. minute)
+    local room = tonumber(v[1] or '0') - tonumber(v[2] or '0')
+    if room > 0 then
+      if k > room then k = room end
+      redis.call('HINCRBY', counts, 'a:' .. minute, k)
+      counted = counted + k
+    end
   end
 end
 return counted

@@ -27,9 +27,11 @@
  * for the guard in the same step as it checks the limits.
  */
 import type { Cluster, Redis } from 'ioredis';
-import type { StatsWrite } from '../stats/stats-write.js';
+import type { Logger } from 'pino';
+import { IntervalFlusher } from '../runtime/interval-flusher.js';
 import { bindScript, type BoundScript } from '../store/scripts.js';
 import { bindKeyedScript, type KeyedScript } from './keyed-script.js';
+import { PendingApprovals, type ApprovalBatch } from './pending-approvals.js';
 import * as lua from './pumping-guard.lua.js';
 import { tenantHashTag } from './tenant-slot.js';
 
@@ -94,7 +96,7 @@ type Reply = (string | number | null)[];
 /** The guard's scripts bound to one connection (see pumping-guard.lua.ts for their contracts). */
 interface GuardScripts {
   recordSend: KeyedScript<Reply>;
-  recordApproval: KeyedScript<number>;
+  recordApprovals: KeyedScript<number>;
   stats: BoundScript<number[]>;
   release: BoundScript<number>;
 }
@@ -102,7 +104,7 @@ interface GuardScripts {
 function bindScripts(redis: Redis | Cluster): GuardScripts {
   return {
     recordSend: bindKeyedScript(redis, 'kurirGuardRecordSend', lua.RECORD_SEND),
-    recordApproval: bindKeyedScript(redis, 'kurirGuardRecordApproval', lua.RECORD_APPROVAL),
+    recordApprovals: bindKeyedScript(redis, 'kurirGuardRecordApprovals', lua.RECORD_APPROVALS),
     stats: bindScript(redis, 'kurirGuardStats', 1, lua.STATS),
     release: bindScript(redis, 'kurirGuardRelease', 3, lua.RELEASE),
   };
@@ -212,6 +214,22 @@ export function createdQuarantines(reply: readonly (string | number | null)[], o
   return created;
 }
 
+export interface PumpingGuardOptions {
+  keyPrefix: string;
+  /**
+   * Batch approvals for this long (a process's default: {@link GUARD_APPROVAL_FLUSH_INTERVAL_MS});
+   * without it each is written at once. The guard judges only sends older than its grace
+   * (minutes), so an approval counted a fraction of a second later changes no judgement; a crash
+   * loses the last interval's approvals, which leans towards quarantining, never away from it.
+   */
+  flushIntervalMs?: number;
+  /** Where a failed batched write is reported. */
+  logger?: Pick<Logger, 'warn'>;
+}
+
+/** How long a process batches the guard's approvals: every approved check records one. */
+export const GUARD_APPROVAL_FLUSH_INTERVAL_MS = 250;
+
 /**
  * Judges prefixes and countries by the conversion of their recent sends and quarantines the ones
  * that burst without converting. Stateless between calls: all state is in Redis, so any number of
@@ -226,12 +244,22 @@ export class PumpingGuard {
   /** Its key names, for the send gate's script, which counts sends in the same step as the limits. */
   readonly keys: ReturnType<typeof pumpingGuardKeys>;
 
+  private readonly pendingApprovals = new PendingApprovals();
+  private readonly approvalFlusher: IntervalFlusher | undefined;
+
   constructor(
     private readonly redis: Redis | Cluster,
-    options: { keyPrefix: string },
+    options: PumpingGuardOptions,
   ) {
     this.scripts = bindScripts(redis);
     this.keys = pumpingGuardKeys(options.keyPrefix);
+    this.approvalFlusher =
+      options.flushIntervalMs === undefined
+        ? undefined
+        : new IntervalFlusher(
+            { intervalMs: options.flushIntervalMs, logger: options.logger, failureMessage: 'pumping guard approvals could not be recorded' },
+            () => this.pendingApprovals.drain().map((batch) => this.writeApprovals(batch)),
+          );
   }
 
   /**
@@ -277,25 +305,41 @@ export class PumpingGuard {
 
   /**
    * On approval of a verification whose send was recorded at `sentAt`: counts the conversion in
-   * that send's bucket, and applies `stats` (the approval's `/v1/stats` write, same tenant) in
-   * the same script, which then runs even with nothing to count.
+   * that send's bucket. Batched (see {@link PumpingGuardOptions}), it resolves at once and the
+   * flush writes it with the interval's others; a failed flush is logged and its approvals lost.
    */
-  async recordApproval(
-    tenant: string,
-    subjects: readonly GuardSubject[],
-    settings: PumpingGuardSettings,
-    sentAt: number,
-    now: number,
-    stats?: StatsWrite,
-  ): Promise<void> {
-    const counted = settings.mode === 'off' ? [] : distinctSubjects(subjects);
-    if (counted.length > 0) assertSettings(settings);
-    else if (stats === undefined) return;
-    // One script for every subject: they share the tenant's slot.
-    await this.scripts.recordApproval(
-      [...counted.map((subject) => this.keys.counts(tenant, subject)), ...(stats === undefined ? [] : [stats.key])],
-      [sentAt, now, settings.windowSeconds * 1000, counted.length, ...(stats?.args ?? [])],
-    );
+  async recordApproval(tenant: string, subjects: readonly GuardSubject[], settings: PumpingGuardSettings, sentAt: number, now: number): Promise<void> {
+    if (settings.mode === 'off') return;
+    const counted = distinctSubjects(subjects);
+    if (counted.length === 0) return;
+    assertSettings(settings);
+    const windowMs = settings.windowSeconds * 1000;
+    const minute = Math.floor(sentAt / MINUTE_MS);
+    // Its send's bucket has left the window (and been trimmed): there is nothing to raise.
+    if (minute < Math.floor((now - windowMs) / MINUTE_MS)) return;
+    const countsKeys = counted.map((subject) => this.keys.counts(tenant, subject));
+    if (this.approvalFlusher === undefined) {
+      const single = new PendingApprovals();
+      single.add(tenant, windowMs, countsKeys, minute, now);
+      await Promise.all(single.drain().map((batch) => this.writeApprovals(batch)));
+      return;
+    }
+    this.pendingApprovals.add(tenant, windowMs, countsKeys, minute, now);
+    this.approvalFlusher.schedule();
+  }
+
+  /** Writes the batched approvals now (one script per tenant, issued together). */
+  async flush(): Promise<void> {
+    await this.approvalFlusher?.flush();
+  }
+
+  /** Writes what is batched; call before the connection closes. */
+  async close(): Promise<void> {
+    await this.approvalFlusher?.close();
+  }
+
+  private async writeApprovals(batch: ApprovalBatch): Promise<void> {
+    await this.scripts.recordApprovals(batch.keys, batch.args);
   }
 
   /** Operator view: the tenant's live quarantines and shadow markers, soonest to end first. */

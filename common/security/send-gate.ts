@@ -2,7 +2,6 @@ import type { SecurityPolicy } from '../config/security-policy.js';
 import { geoAllows } from '../config/security-policy.js';
 import type { Channel } from '../domain/channel.js';
 import type { Destination } from '../domain/destination.js';
-import type { StatsWrite } from '../stats/stats-write.js';
 import type { RedisClient } from '../store/verification.store.js';
 import type { DailyBudget } from './budget.js';
 import { nextUtcMidnight } from './budget.js';
@@ -221,9 +220,9 @@ export class SendGate {
     await this.deps.limiter.release(decision.rules, eventId);
   }
 
-  /** An approval's conversion for the pumping guard, with its `/v1/stats` write in the same script. */
-  async recordApproval(tenant: string, destination: Destination, security: SecurityPolicy, sentAt: number, now: number, stats?: StatsWrite): Promise<void> {
-    await this.deps.guard.recordApproval(tenant, guardSubjects(destination), security.pumping, sentAt, now, stats);
+  /** An approval's conversion for the pumping guard. */
+  async recordApproval(tenant: string, destination: Destination, security: SecurityPolicy, sentAt: number, now: number): Promise<void> {
+    await this.deps.guard.recordApproval(tenant, guardSubjects(destination), security.pumping, sentAt, now);
   }
 
   /** What is left of every limit for a destination (and IP), for `GET /v1/limits`. */

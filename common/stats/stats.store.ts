@@ -7,6 +7,7 @@ import { STATS_WRITE_LUA, type StatsWrite } from './stats-write.js';
 import type { RedisClient } from '../store/verification.store.js';
 import { bucketIndex } from './histogram.js';
 import { PendingStats } from './pending-stats.js';
+import { IntervalFlusher } from '../runtime/interval-flusher.js';
 
 /**
  * Per-minute usage counters of each tenant, the data behind `GET /v1/stats` (Kurir's own record,
@@ -133,15 +134,20 @@ export interface StatsStoreOptions {
 export class StatsStore {
   private readonly addScript: BoundScript<number>;
   private readonly pending = new PendingStats();
-  private flushTimer: NodeJS.Timeout | undefined;
-  private flushing: Promise<void> = Promise.resolve();
+  private readonly flusher: IntervalFlusher | undefined;
 
   constructor(
     private readonly redis: RedisClient,
     private readonly prefix: string,
-    private readonly options: StatsStoreOptions = {},
+    options: StatsStoreOptions = {},
   ) {
     this.addScript = bindScript(redis, 'kurirStatsAdd', 1, ADD);
+    this.flusher =
+      options.flushIntervalMs === undefined
+        ? undefined
+        : new IntervalFlusher({ intervalMs: options.flushIntervalMs, logger: options.logger, failureMessage: 'stats could not be recorded' }, () =>
+            this.pending.drain().map((write) => this.addScript([write.key], write.args)),
+          );
   }
 
   /** The write of one event's changes at `at` (epoch ms); undefined when they change nothing. */
@@ -160,45 +166,22 @@ export class StatsStore {
   async add(tenant: string, at: number, changes: readonly StatsChange[]): Promise<void> {
     const write = this.write(tenant, at, changes);
     if (write === undefined) return;
-    if (this.options.flushIntervalMs === undefined) {
+    if (this.flusher === undefined) {
       await this.addScript([write.key], write.args);
       return;
     }
     this.pending.add(write);
-    // Unref'd: pending counts never keep a process alive; close() writes them.
-    this.flushTimer ??= setTimeout(() => {
-      this.flushTimer = undefined;
-      // Stats never end a process: whatever a flush could throw stays here.
-      this.flush().catch(() => undefined);
-    }, this.options.flushIntervalMs).unref();
+    this.flusher.schedule();
   }
 
   /** Writes the batched counts now (one script per tenant and hour, issued together). */
   async flush(): Promise<void> {
-    // One flush at a time, so close() also waits for the one a timer just started; one that
-    // failed outright must not stop the next (hence the same step on both outcomes).
-    const run = async (): Promise<void> => {
-      const writes = this.pending.drain();
-      const failed = (await Promise.allSettled(writes.map((write) => this.addScript([write.key], write.args)))).filter(
-        (result): result is PromiseRejectedResult => result.status === 'rejected',
-      );
-      if (failed.length > 0) {
-        const reason: unknown = failed[0]?.reason;
-        this.options.logger?.warn(
-          { writes: failed.length, err: { message: reason instanceof Error ? reason.message : String(reason) } },
-          'stats could not be recorded',
-        );
-      }
-    };
-    this.flushing = this.flushing.then(run, run);
-    await this.flushing;
+    await this.flusher?.flush();
   }
 
   /** Writes what is batched; call before the connection closes. */
   async close(): Promise<void> {
-    clearTimeout(this.flushTimer);
-    this.flushTimer = undefined;
-    await this.flush();
+    await this.flusher?.close();
   }
 
   /**

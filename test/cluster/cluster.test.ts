@@ -53,7 +53,7 @@ const CANNED: Record<string, (argv: unknown[]) => unknown> = {
   kurirLimitPeek: (argv) => new Array(((argv.length - 2) / 5) * 3).fill(0),
   kurirLimitRelease: () => 0,
   kurirGuardRecordSend: () => [1, Date.now() + 60_000, 'test', 1],
-  kurirGuardRecordApproval: () => 1,
+  kurirGuardRecordApprovals: () => 1,
   kurirGuardStats: () => [0, 0, 0, 0],
   kurirGuardRelease: () => 1,
   kurirLockoutFailure: () => [0, 0],
@@ -174,9 +174,6 @@ describe('key slots of every Lua call site (no Redis needed)', () => {
             await limiter.consume(limitRules(request, prefix), now, `ver_${randomUUID().slice(0, 12)}-1`);
             await gate.status(request);
             await gate.recordApproval(tenant, request.destination, request.security, now - 1000, now);
-            // With the approval's stats riding in the guard's script: the stats hash is the tenant's too.
-            const approvalStats = new StatsStore(redis, prefix).write(tenant, now, [{ country: 'ID', channel: 'sms', counters: { approved: 1 }, samples: { ttv: 3 } }]);
-            await gate.recordApproval(tenant, request.destination, request.security, now - 1000, now, approvalStats);
             await lockout.recordFailure(destinationMac, security.lockout);
             // A create's lockout read with its no-WhatsApp hint: the hint shares the destination's tag.
             await lockout.stateAndExists(destinationMac, keys.noWhatsApp(destinationMac));
@@ -470,7 +467,7 @@ describe('Kurir on a local 3-primary Redis Cluster', { skip: unavailable ?? fals
     assert.ok(new Set(queueNodes.values()).size >= 2, `queues all on one node: ${JSON.stringify([...queueNodes])}`);
 
     const counts = audit.scriptCounts();
-    for (const script of ['kurirCreate', 'kurirCheck', 'kurirBeginSend', 'kurirMarkSent', 'kurirFallback', 'kurirReceipt', 'kurirResend', 'kurirCancel', 'kurirSendGate', 'kurirLimitPeek', 'kurirGuardRecordApproval', 'kurirGuardRelease', 'kurirLockoutState', 'kurirLockoutFailure', 'kurirBudgetConsume']) {
+    for (const script of ['kurirCreate', 'kurirCheck', 'kurirBeginSend', 'kurirMarkSent', 'kurirFallback', 'kurirReceipt', 'kurirResend', 'kurirCancel', 'kurirSendGate', 'kurirLimitPeek', 'kurirGuardRecordApprovals', 'kurirGuardRelease', 'kurirLockoutState', 'kurirLockoutFailure', 'kurirBudgetConsume']) {
       assert.ok((counts.get(script) ?? 0) > 0, `script ${script} never ran on the cluster; ran: ${[...counts.keys()].join(', ')}`);
     }
     assert.ok([...counts.keys()].some((name) => /^(addStandardJob|addDelayedJob|moveToFinished)/.test(name)), 'BullMQ scripts were audited too');

@@ -13,7 +13,7 @@ import {
   type GuardVerdict,
   type PumpingGuardSettings,
 } from '../../common/security/pumping-guard.js';
-import { StatsStore } from '../../common/stats/stats.store.js';
+import { capturingLogger } from '../helpers/logger.js';
 import { TEST_REDIS_URL, withRedisPrefix } from '../helpers/redis.js';
 
 const TENANT = 'acme';
@@ -269,28 +269,43 @@ describe('pumping guard', () => {
       assert.equal((await guard.stats(TENANT, PUMPED, ENFORCE, T0 + 10 * MINUTE)).approvals, 3);
     }));
 
-  it("applies an approval's stats write in the same script, with or without subjects to count", () =>
-    withGuard('pg-approval-stats', async ({ guard, redis, prefix }) => {
-      const stats = new StatsStore(redis, prefix);
-      // The stats hash expires by the wall clock (its hour + retention), so it is written at a real minute.
-      const statsAt = Math.floor(Date.now() / MINUTE) * MINUTE;
-      const approved = (channel: 'sms' | 'whatsapp') => stats.write(TENANT, statsAt, [{ country: 'ID', channel, counters: { approved: 1 }, samples: { ttv: 12 } }]);
-      await sends(guard, [PUMPED], ENFORCE, T0, 2);
+  it('batches approvals: one script per tenant at the flush, counting as the single approvals would', () =>
+    withRedisPrefix('pg-approval-batch', async (redis, prefix) => {
+      const lines: Record<string, unknown>[] = [];
+      const batched = new PumpingGuard(redis, { keyPrefix: prefix, flushIntervalMs: 60_000, logger: capturingLogger(lines) });
       const now = T0 + 30 * SECOND;
-      await guard.recordApproval(TENANT, [PUMPED], ENFORCE, T0, now, approved('sms'));
-      // Mode off, and no subject (an email): nothing for the guard to count, the stats still written.
-      await guard.recordApproval(TENANT, [OTHER], OFF, T0, now, approved('whatsapp'));
-      await guard.recordApproval(TENANT, [], ENFORCE, T0, now, approved('sms'));
-      assert.equal((await guard.stats(TENANT, PUMPED, ENFORCE, T0 + 10 * MINUTE)).approvals, 1);
-      assert.equal((await guard.stats(TENANT, OTHER, ENFORCE, T0 + 10 * MINUTE)).approvals, 0);
-      const all = { country: undefined, channel: undefined };
-      const totals = await stats.totals(TENANT, statsAt, statsAt + MINUTE, all);
-      assert.equal(totals.counters.approved, 3);
-      assert.equal(totals.histograms.ttv.reduce((sum, n) => sum + n, 0), 3);
-      assert.equal((await stats.totals(TENANT, statsAt, statsAt + MINUTE, { ...all, channel: 'whatsapp' })).counters.approved, 1);
-      const [hourKey] = await redis.keys(`${prefix}:stats:*`);
-      assert.ok((await redis.ttl(hourKey ?? '')) > 7 * 86_400, 'the stats hash keeps its retention');
+      await sends(batched, [PUMPED, INDONESIA], ENFORCE, T0, 3);
+      await sends(batched, [OTHER], ENFORCE, T0 + MINUTE, 2);
+      // 5 approvals for 3 sends of one minute (two subjects), 1 for the other prefix's bucket.
+      await approvals(batched, [PUMPED, INDONESIA], ENFORCE, T0, 5, now);
+      await batched.recordApproval(TENANT, [OTHER], ENFORCE, T0 + MINUTE, now + MINUTE);
+      const counts = pumpingGuardKeys(prefix).counts(TENANT, PUMPED);
+      assert.equal(await redis.hexists(counts, `a:${T0 / MINUTE}`), 0, 'nothing written before the flush');
+
+      await batched.flush();
+      const later = T0 + 10 * MINUTE;
+      assert.equal((await batched.stats(TENANT, PUMPED, ENFORCE, later)).approvals, 3, 'capped at the sends of the bucket');
+      assert.equal((await batched.stats(TENANT, INDONESIA, ENFORCE, later)).approvals, 3);
+      assert.equal((await batched.stats(TENANT, OTHER, ENFORCE, later)).approvals, 1);
+
+      // close() writes what the timer has not yet; nothing is left to write twice.
+      await batched.recordApproval(TENANT, [OTHER], ENFORCE, T0 + MINUTE, now + MINUTE);
+      await batched.close();
+      await batched.flush();
+      assert.equal((await batched.stats(TENANT, OTHER, ENFORCE, later)).approvals, 2);
+      assert.deepEqual(lines, []);
     }));
+
+  it('logs a batch that could not be written, and drops it', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const broken = new Redis(TEST_REDIS_URL, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0 });
+    const guard = new PumpingGuard(broken, { keyPrefix: 'kt-pg-broken', flushIntervalMs: 60_000, logger: capturingLogger(lines) });
+    await guard.recordApproval(TENANT, [PUMPED], ENFORCE, T0, T0 + SECOND);
+    await guard.close();
+    broken.disconnect();
+    assert.equal(lines.length, 1, JSON.stringify(lines));
+    assert.equal(lines[0]?.msg, 'pumping guard approvals could not be recorded');
+  });
 
   it('does nothing in mode off', () =>
     withGuard('pg-off', async ({ guard }) => {

@@ -9,13 +9,13 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { Redis } from 'ioredis';
-import { pino } from 'pino';
 import { DEFAULT_POLICY } from '../../common/config/policy.js';
 import { createMetrics } from '../../common/observability/metrics.js';
 import { STATS_RETENTION_SECONDS, StatsStore, statsKey } from '../../common/stats/stats.store.js';
 import { recordCreated, recordDelivered, recordEnded, recordFallback, recordSent } from '../../common/stats/stats-recorder.js';
 import { createKeySpace } from '../../common/store/keys.js';
 import { VerificationStore } from '../../common/store/verification.store.js';
+import { capturingLogger } from '../helpers/logger.js';
 import { TEST_REDIS_URL, keysOf, withRedisPrefix } from '../helpers/redis.js';
 
 const HOUR = 3_600_000;
@@ -23,10 +23,6 @@ const MINUTE = 60_000;
 /** A whole hour, so minute offsets below are easy to read; recent, or the keys would expire at once. */
 const T0 = Math.floor(Date.now() / HOUR) * HOUR;
 const ALL = { country: undefined, channel: undefined };
-
-function silentLogger(lines: Record<string, unknown>[] = []) {
-  return pino({ level: 'warn' }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) });
-}
 
 describe('StatsStore', () => {
   it('one event is one key, per tenant and hour, expiring 8 days after its hour', async () => {
@@ -142,7 +138,7 @@ describe('StatsStore, batched', () => {
   it('a failed batch is logged once per flush and dropped, never thrown', async () => {
     const broken = new Redis(TEST_REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false });
     const lines: Record<string, unknown>[] = [];
-    const stats = new StatsStore(broken, 'kt-stats-batch-broken', { flushIntervalMs: 60_000, logger: silentLogger(lines) });
+    const stats = new StatsStore(broken, 'kt-stats-batch-broken', { flushIntervalMs: 60_000, logger: capturingLogger(lines) });
     try {
       await stats.add('acme', T0, [{ country: 'ID', channel: 'sms', counters: { created: 1 } }]);
       await stats.add('beta', T0, [{ country: 'ID', channel: 'sms', counters: { created: 1 } }]);
@@ -164,7 +160,7 @@ describe('recording points', () => {
       const keys = createKeySpace(prefix);
       const metrics = createMetrics({ role: 'test', collectDefaults: false });
       const clock = { now: T0 + 10 * MINUTE };
-      const deps = { redis, keys, stats: new StatsStore(redis, prefix), logger: silentLogger(), now: () => clock.now, metrics, policy: DEFAULT_POLICY };
+      const deps = { redis, keys, stats: new StatsStore(redis, prefix), logger: capturingLogger(), now: () => clock.now, metrics, policy: DEFAULT_POLICY };
       const base = { to: '+6281234560000', externalId: 'ver_x-1' };
       await recordCreated(deps, { tenant: 'acme', country: 'ID', channel: 'whatsapp' });
       await recordSent(deps, { tenant: 'acme', country: 'ID', message: { ...base, channel: 'whatsapp', templateName: 't', templateLanguage: 'id', code: '1' } });
@@ -205,7 +201,7 @@ describe('recording points', () => {
       redis: broken,
       keys: createKeySpace('kt-stats-broken'),
       stats: new StatsStore(broken, 'kt-stats-broken'),
-      logger: silentLogger(lines),
+      logger: capturingLogger(lines),
       now: () => T0,
       metrics: createMetrics({ role: 'test', collectDefaults: false }),
       policy: DEFAULT_POLICY,
