@@ -65,13 +65,16 @@ export function createAdminRouter(deps: AdminDeps): express.Router {
     res.json({ released });
   });
 
+  // Lockouts are per tenant: one tenant's, or without `tenant` every configured tenant's.
   router.post('/unlock', async (req, res) => {
-    const body = z.strictObject({ to: z.string().min(3).max(320) }).safeParse(req.body);
-    if (!body.success) throw new KurirError('validation_failed', 'Body must be {"to": …}.', { errors: zodIssues(body.error) });
+    const body = z.strictObject({ to: z.string().min(3).max(320), tenant: tenant.optional() }).safeParse(req.body);
+    if (!body.success) throw new KurirError('validation_failed', 'Body must be {"to": …, "tenant"?: …}.', { errors: zodIssues(body.error) });
     const destination = parseDestination(body.data.to);
     if (typeof destination === 'string') throw new KurirError('invalid_destination', '`to` is not a phone number or email address.');
-    await deps.lockout.unlock(deps.vault.destinationMac(destination.value));
-    res.json({ unlocked: true });
+    const destinationMac = deps.vault.destinationMac(destination.value);
+    const tenants = body.data.tenant === undefined ? deps.tenants : [body.data.tenant];
+    await Promise.all(tenants.map((name) => deps.lockout.unlock(name, destinationMac)));
+    res.json({ unlocked: true, tenants });
   });
   return router;
 }

@@ -203,13 +203,11 @@ export async function createVerification(
 
   const route = routeForCountry(deps.policy, destination.country, deps.config.delivery.timeoutSeconds);
   const destinationMac = deps.vault.destinationMac(destination.value);
-  // The destination's lockout, which the gate would otherwise read on its own before its script,
-  // and for a phone the routing hint, kept under the same hash tag: one script reads both.
-  const [lock, knownNoWhatsApp] =
-    destination.kind === 'phone'
-      ? await deps.lockout.stateAndExists(destinationMac, deps.keys.noWhatsApp(destinationMac))
-      : [await deps.lockout.state(destinationMac), false];
-  const { plan, reason } = planFor(destination, request.channel, route.plan, knownNoWhatsApp);
+  const { plan, reason } = planFor(destination, request.channel, route.plan, false);
+  // An automatic plan, should Meta have told this tenant that the number has no WhatsApp: the
+  // gate reads that hint in its script and admits this plan instead. A channel the user picked stays.
+  const withoutWhatsApp =
+    reason === 'initial' && plan.includes('whatsapp') ? planFor(destination, request.channel, route.plan, true).plan : undefined;
   const draft: Draft = {
     id,
     randomId: input.idempotencyKey === undefined,
@@ -239,10 +237,10 @@ export async function createVerification(
     destinationMac: draft.destinationMac,
     ip: request.context?.ip,
     channels: plan,
+    channelsWithoutWhatsApp: withoutWhatsApp,
     eventId,
     security: rules.security,
     now,
-    lock,
   });
   reportQuarantines(gate.newQuarantines, tenant, rules.security.pumping.mode, deps);
   if (!gate.admitted) return await refuse(draft, gate.refusal, deps);

@@ -128,7 +128,7 @@ export async function checkVerification(
   let lock: DestinationLockState | undefined;
   if (owner !== undefined && owner.tenant === tenant && owner.destinationMac !== '') {
     // Too many wrong codes across this destination's verifications: refuse guesses for a while.
-    lock = await deps.lockout.state(owner.destinationMac);
+    lock = await deps.lockout.state(tenant, owner.destinationMac);
     if (lock.locked) {
       deps.metrics.checks.inc({ tenant, result: 'locked' });
       throw refusalError({ kind: 'lockout', rule: 'destination_lockout', retryAfterMs: lock.retryAfterMs, silenceable: true });
@@ -147,7 +147,7 @@ export async function checkVerification(
   if (wrongCode && result.destinationMac !== '') followUps.push(recordWrongCode(input.id, tenant, result.destinationMac, lockout, deps));
   // A right code ends a run of wrong ones; without one (the lock as read above) there is nothing to end.
   if (result.status === 'approved' && result.destinationMac !== '' && lock?.counting !== false) {
-    followUps.push(deps.lockout.recordSuccess(result.destinationMac));
+    followUps.push(deps.lockout.recordSuccess(tenant, result.destinationMac));
   }
   if (result.ended) {
     followUps.push(
@@ -165,7 +165,7 @@ export async function checkVerification(
 
 /** A wrong code counts towards its destination's lockout. */
 async function recordWrongCode(id: string, tenant: string, destinationMac: string, lockout: SecurityPolicy['lockout'], deps: VerificationDeps): Promise<void> {
-  const state = await deps.lockout.recordFailure(destinationMac, lockout);
+  const state = await deps.lockout.recordFailure(tenant, destinationMac, lockout);
   if (state.locked) {
     deps.metrics.guardRefusals.inc({ tenant, rule: 'destination_lockout', mode: 'enforce' });
     deps.logger.warn({ tenant, verificationId: id, lockedForMs: state.retryAfterMs }, 'destination locked after repeated wrong codes');

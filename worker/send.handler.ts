@@ -168,14 +168,14 @@ async function onSendError(
   scope: {
     verificationId: string;
     delivery: number;
-    context: { channel: Channel; plan: Channel[]; to: string };
+    context: { channel: Channel; plan: Channel[]; to: string; tenant: string };
     log: Logger;
     deps: SendDeps;
     requestId: string | undefined;
   },
 ): Promise<never> {
   const { verificationId, delivery, context, log, deps } = scope;
-  if (error.notOnWhatsApp) await rememberNoWhatsApp(context.to, deps);
+  if (error.notOnWhatsApp) await rememberNoWhatsApp(context.tenant, context.to, deps);
 
   const hasNext = nextChannel(context.plan, context.channel) !== undefined;
   const lastAttempt = isLastAttempt(job);
@@ -229,9 +229,9 @@ async function overBudget(
   return true;
 }
 
-/** Meta said the number has no WhatsApp (131026): route later verifications straight to SMS. */
-async function rememberNoWhatsApp(to: string, deps: SendDeps): Promise<void> {
+/** Meta said the number has no WhatsApp (131026): route the tenant's later verifications straight to SMS. */
+async function rememberNoWhatsApp(tenant: string, to: string, deps: SendDeps): Promise<void> {
   const days = deps.policy.routing.noWhatsAppCacheDays;
   if (days <= 0) return;
-  await deps.redis.set(deps.keys.noWhatsApp(deps.vault.destinationMac(to)), '1', 'EX', Math.round(days * 86400));
+  await deps.redis.set(deps.keys.noWhatsApp(tenant, deps.vault.destinationMac(to)), '1', 'EX', Math.round(days * 86400));
 }

@@ -72,7 +72,7 @@ export function createServices(
   const lockout = new DestinationLockout(redis, keys.prefix);
   const budget = new DailyBudget(redis, keys.prefix);
   const guard = new PumpingGuard(redis, { keyPrefix: keys.prefix, flushIntervalMs: GUARD_APPROVAL_FLUSH_INTERVAL_MS, logger });
-  const gate = new SendGate({ redis, limiter: new SendLimiter(redis), guard, budget, lockout, keyPrefix: keys.prefix });
+  const gate = new SendGate({ redis, limiter: new SendLimiter(redis), guard, budget, lockout, keys });
   // One keep-alive pool per process for every provider call.
   const http = createKeepAliveTransport();
   const provider = createYCloudProvider({

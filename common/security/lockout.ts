@@ -1,12 +1,14 @@
 import type { SecurityPolicy } from '../config/security-policy.js';
 import { bindScript, type BoundScript } from '../store/scripts.js';
 import type { RedisClient } from '../store/verification.store.js';
+import { tenantHashTag } from './tenant-slot.js';
 
 /**
  * Lockout of a destination after repeated wrong codes across its verifications. A verification
  * already dies after its own attempt limit; this stops an attacker from simply asking for a new
- * code and guessing again. Keys are per destination MAC (never the number) and share its hash
- * tag, so each script touches one slot.
+ * code and guessing again. Per tenant, as every send limit is: keys are per destination MAC
+ * (never the number) under the tenant's hash tag (tenant-slot.ts), so the send gate reads the
+ * lock in the same script as the limits it guards (send-gate.lua.ts).
  */
 type LockoutSettings = SecurityPolicy['lockout'];
 
@@ -37,11 +39,6 @@ const STATE = `
 return { redis.call('PTTL', KEYS[1]), redis.call('EXISTS', KEYS[2]) }
 `;
 
-/** STATE, and whether a third key of the same destination exists. */
-const STATE_AND_EXISTS = `
-return { redis.call('PTTL', KEYS[1]), redis.call('EXISTS', KEYS[2]), redis.call('EXISTS', KEYS[3]) }
-`;
-
 export interface LockState {
   locked: boolean;
   retryAfterMs: number;
@@ -60,7 +57,6 @@ function lockState(ttl: number, counting: number): DestinationLockState {
 export class DestinationLockout {
   private readonly recordFailureScript: BoundScript<[number, number]>;
   private readonly stateScript: BoundScript<[number, number]>;
-  private readonly stateAndExistsScript: BoundScript<[number, number, number]>;
 
   constructor(
     private readonly redis: RedisClient,
@@ -68,11 +64,11 @@ export class DestinationLockout {
   ) {
     this.recordFailureScript = bindScript(redis, 'kurirLockoutFailure', 3, RECORD_FAILURE);
     this.stateScript = bindScript(redis, 'kurirLockoutState', 2, STATE);
-    this.stateAndExistsScript = bindScript(redis, 'kurirLockoutStateAndExists', 3, STATE_AND_EXISTS);
   }
 
-  private keys(destinationMac: string) {
-    const base = `${this.keyPrefix}:lock:{${destinationMac}}`;
+  /** A destination's keys for one tenant; `lock` exists (with its PTTL) while it is locked. */
+  keys(tenant: string, destinationMac: string): { consecutive: string; daily: string; lock: string } {
+    const base = `${this.keyPrefix}:lock:${tenantHashTag(tenant)}:${destinationMac}`;
     return { consecutive: `${base}:fails`, daily: `${base}:day`, lock: `${base}:locked` };
   }
 
@@ -81,26 +77,15 @@ export class DestinationLockout {
    * an approval without one costs no command. A wrong code counted after this read and before the
    * approval then stays counted: it leans towards locking, never away from it.
    */
-  async state(destinationMac: string): Promise<DestinationLockState> {
-    const keys = this.keys(destinationMac);
+  async state(tenant: string, destinationMac: string): Promise<DestinationLockState> {
+    const keys = this.keys(tenant, destinationMac);
     const [ttl, counting] = await this.stateScript([keys.lock, keys.consecutive], []);
     return lockState(ttl, counting);
   }
 
-  /**
-   * `state`, and in the same script whether `sameSlotKey` exists: another fact about this
-   * destination that its caller needs at the same moment (a create's no-WhatsApp hint), one
-   * round trip instead of two. The key must carry the destination MAC as its hash tag.
-   */
-  async stateAndExists(destinationMac: string, sameSlotKey: string): Promise<[DestinationLockState, boolean]> {
-    const keys = this.keys(destinationMac);
-    const [ttl, counting, exists] = await this.stateAndExistsScript([keys.lock, keys.consecutive, sameSlotKey], []);
-    return [lockState(ttl, counting), exists === 1];
-  }
-
   /** Counts one wrong code; returns whether the destination is now locked. */
-  async recordFailure(destinationMac: string, settings: LockoutSettings): Promise<LockState> {
-    const keys = this.keys(destinationMac);
+  async recordFailure(tenant: string, destinationMac: string, settings: LockoutSettings): Promise<LockState> {
+    const keys = this.keys(tenant, destinationMac);
     const [locked, retryAfterMs] = await this.recordFailureScript(
       [keys.consecutive, keys.daily, keys.lock],
       [settings.maxConsecutiveFailures, settings.windowSeconds * 1000, settings.lockSeconds * 1000, settings.maxFailuresPer24Hours, 86_400_000],
@@ -109,13 +94,13 @@ export class DestinationLockout {
   }
 
   /** A right code ends the run of consecutive failures (the 24 h ceiling keeps counting). */
-  async recordSuccess(destinationMac: string): Promise<void> {
-    await this.redis.del(this.keys(destinationMac).consecutive);
+  async recordSuccess(tenant: string, destinationMac: string): Promise<void> {
+    await this.redis.del(this.keys(tenant, destinationMac).consecutive);
   }
 
   /** Operator override. */
-  async unlock(destinationMac: string): Promise<void> {
-    const keys = this.keys(destinationMac);
+  async unlock(tenant: string, destinationMac: string): Promise<void> {
+    const keys = this.keys(tenant, destinationMac);
     await this.redis.del(keys.lock, keys.consecutive);
   }
 }

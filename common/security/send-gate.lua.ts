@@ -3,19 +3,25 @@ import { LIMITER_PRELUDE } from './rate-limiter.lua.js';
 
 /**
  * admit: the send gate's decision in one atomic step on the tenant's slot (send-gate.ts): the
- * pumping quarantine, the daily budget, the send limits and the guard's count of the send, with
+ * destination's lockout, its no-WhatsApp hint, the pumping quarantine, the daily budget, the send
+ * limits and the guard's count of the send, with
  * the limiter's and the guard's own Lua (their preludes) so each rule means exactly what it
  * means in their scripts. Everything it reads or writes carries the tenant's hash tag
  * (tenant-slot.ts), so it runs unchanged on one Redis or a Cluster.
  *
- * KEYS = [the guard's index, then counts and quarantine of each subject] (only with subjects),
- *        [the budget counter] (only with a budget check), then the rule keys (rate-limiter.lua.ts).
- * ARGV = now, eventId, subject count S, budget limit (-1: no check), the guard's 8 settings
- *        (pumping-guard.lua.ts; ignored without subjects), S index members, then 5 per rule.
+ * KEYS = the destination's lock key (lockout.ts), [its no-WhatsApp hint] (only with the hint
+ *        check), [the guard's index, then counts and quarantine of each subject] (only with
+ *        subjects), [the budget counter] (only with a budget check), then the rule keys
+ *        (rate-limiter.lua.ts).
+ * ARGV = now, eventId, subject count S, budget limit (-1: no check), hint check (0|1), the guard's
+ *        8 settings (pumping-guard.lua.ts; ignored without subjects), S index members, then 5 per rule.
  *
  * Order: cheapest and most final first, the writes last, so a refused send leaves the limits as
  * they were (a send that trips a quarantine is counted by the guard, as any judged send is).
- * → {'quarantine', subjectIndex, until, reason}   a quarantine in force refuses
+ * → {'lockout', retryAfterMs}                     the destination is locked
+ *   | {'no_whatsapp'}                              the hint is set: the caller plans without
+ *                                                  WhatsApp and asks again (nothing was written)
+ *   | {'quarantine', subjectIndex, until, reason}   a quarantine in force refuses
  *   | {'budget'}                                   the day's budget is spent
  *   | {'limit', ruleIndex, retryAfterMs}            a send limit refuses
  *   | {'admit' | 'tripped', shadowSubjectIndex (0: none), shadowReason,
@@ -24,17 +30,25 @@ import { LIMITER_PRELUDE } from './rate-limiter.lua.js';
  */
 export const ADMIT = `${LIMITER_PRELUDE}
 ${GUARD_PRELUDE}
-local S, budgetLimit = tonumber(ARGV[3]), tonumber(ARGV[4])
-local g = guard_settings(5)
-local k = 1
+local S, budgetLimit, hintCheck = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5] == '1'
+
+local locked = redis.call('PTTL', KEYS[1])
+if locked > 0 then return { 'lockout', locked } end
+local k = 2
+if hintCheck then
+  if redis.call('EXISTS', KEYS[2]) == 1 then return { 'no_whatsapp' } end
+  k = 3
+end
+
+local g = guard_settings(6)
 local index
 if S > 0 then
-  index = KEYS[1]
-  k = 2
+  index = KEYS[k]
+  k = k + 1
 end
 local subjects = {}
 for i = 1, S do
-  subjects[i] = { counts = KEYS[k], quarantine = KEYS[k + 1], member = ARGV[12 + i] }
+  subjects[i] = { counts = KEYS[k], quarantine = KEYS[k + 1], member = ARGV[13 + i] }
   k = k + 2
 end
 local budget
@@ -42,7 +56,7 @@ if budgetLimit >= 0 then
   budget = KEYS[k]
   k = k + 1
 end
-local rules = parse_rules(k, 13 + S)
+local rules = parse_rules(k, 14 + S)
 
 -- A quarantine in force refuses. A shadow marker never refuses, even once the mode is enforce (it
 -- was never meant to; the next recorded send upgrades it if the traffic is still bad), and in

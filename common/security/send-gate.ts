@@ -2,11 +2,12 @@ import type { SecurityPolicy } from '../config/security-policy.js';
 import { geoAllows } from '../config/security-policy.js';
 import type { Channel } from '../domain/channel.js';
 import type { Destination } from '../domain/destination.js';
+import type { KeySpace } from '../store/keys.js';
 import type { RedisClient } from '../store/verification.store.js';
 import type { DailyBudget } from './budget.js';
 import { nextUtcMidnight } from './budget.js';
 import { bindKeyedScript, type KeyedScript } from './keyed-script.js';
-import type { DestinationLockout, LockState } from './lockout.js';
+import type { DestinationLockout } from './lockout.js';
 import {
   createdQuarantines,
   distinctSubjects,
@@ -25,9 +26,8 @@ import { ADMIT } from './send-gate.lua.js';
  * order (cheapest and most final first; the limits last because they record the send). A refused
  * request leaves no trace in the limits and never reaches a provider.
  *
- * Two Redis steps: the lockout (its keys are per destination, shared by every tenant, so they live
- * in the destination's slot; a caller may read it together with its own reads and pass it in),
- * then one script on the tenant's slot for everything else (send-gate.lua.ts).
+ * One Redis step: a script on the tenant's slot (send-gate.lua.ts), where the destination's
+ * lockout and no-WhatsApp hint live too. A create whose plan the hint changes asks twice.
  */
 
 /** Why a request was refused. `rule` is what a 429/403 names; `silenceable` ones may get a decoy. */
@@ -51,8 +51,12 @@ export interface SendRequest {
   eventId: string;
   security: SecurityPolicy;
   now: number;
-  /** The destination's lockout, when the caller already read it (`DestinationLockout.state`); read here otherwise. */
-  lock?: LockState | undefined;
+  /**
+   * The channels to use instead when Meta told the tenant this number has no WhatsApp (a create's
+   * automatic plan, see the worker's send handler); without them the hint is not read (a channel
+   * the user picked, a resend).
+   */
+  channelsWithoutWhatsApp?: Channel[] | undefined;
 }
 
 export type GateDecision =
@@ -73,7 +77,8 @@ export interface SendGateDeps {
   guard: PumpingGuard;
   budget: DailyBudget;
   lockout: DestinationLockout;
-  keyPrefix: string;
+  /** The key prefix of the limits, and the no-WhatsApp hints' keys. */
+  keys: Pick<KeySpace, 'prefix' | 'noWhatsApp'>;
 }
 
 /** The number without its last 4 digits: a block of 10,000 numbers, what pumping rents. */
@@ -133,6 +138,8 @@ function decision(
 ): GateDecision {
   const kind = String(reply[0]);
   switch (kind) {
+    case 'lockout':
+      return refused({ kind: 'lockout', rule: 'destination_lockout', retryAfterMs: Number(reply[1]), silenceable: true });
     case 'quarantine': {
       const subject = call.subjects[Number(reply[1]) - 1];
       if (subject === undefined) throw new Error('send gate: quarantine reply names no subject');
@@ -184,20 +191,18 @@ export class SendGate {
       (channel) => channel === 'email' || geoAllows(security, channel, destination.country),
     );
     if (channels.length === 0) return refused({ kind: 'geo', rule: 'geo', silenceable: true });
-
-    const lock = request.lock ?? (await this.deps.lockout.state(request.destinationMac));
-    if (lock.locked) {
-      return refused({ kind: 'lockout', rule: 'destination_lockout', retryAfterMs: lock.retryAfterMs, silenceable: true });
-    }
+    const hintCheck = request.channelsWithoutWhatsApp !== undefined && channels.includes('whatsapp');
 
     const first = channels[0] as Channel;
     const budget = security.budgets[first];
     const budgetLimit = budget.failClosed && budget.dailyMessages !== null ? budget.dailyMessages : -1;
     const subjects = security.pumping.mode === 'off' ? [] : distinctSubjects(guardSubjects(destination));
-    const rules = limitRules(request, this.deps.keyPrefix);
+    const rules = limitRules(request, this.deps.keys.prefix);
     const limits = limitScriptParts(rules);
     const guard = guardSendParts(this.deps.guard.keys, tenant, subjects);
     const keys = [
+      this.deps.lockout.keys(tenant, request.destinationMac).lock,
+      ...(hintCheck ? [this.deps.keys.noWhatsApp(tenant, request.destinationMac)] : []),
       ...(subjects.length > 0 ? [guard.index, ...guard.subjectKeys] : []),
       ...(budgetLimit >= 0 ? [this.deps.budget.keyFor(tenant, first, now)] : []),
       ...limits.keys,
@@ -208,10 +213,15 @@ export class SendGate {
       request.eventId,
       subjects.length,
       budgetLimit,
+      hintCheck ? 1 : 0,
       ...(subjects.length > 0 ? guardSettingsArgs(security.pumping) : NO_GUARD_SETTINGS),
       ...guard.members,
       ...limits.args,
     ]);
+    if (reply[0] === 'no_whatsapp') {
+      // Rare (a number Meta refused before), so a second step: the plan without WhatsApp.
+      return this.admit({ ...request, channels: request.channelsWithoutWhatsApp ?? [], channelsWithoutWhatsApp: undefined });
+    }
     return decision(reply, { channels, rules, subjects, now });
   }
 
@@ -236,8 +246,8 @@ export class SendGate {
     const channels: Channel[] = destination.kind === 'email' ? ['email'] : ['whatsapp', 'sms'];
     // Independent reads, issued together.
     const [limits, lockout, verdict, budgets] = await Promise.all([
-      this.deps.limiter.peek(limitRules(request, this.deps.keyPrefix), now),
-      this.deps.lockout.state(request.destinationMac),
+      this.deps.limiter.peek(limitRules(request, this.deps.keys.prefix), now),
+      this.deps.lockout.state(tenant, request.destinationMac),
       this.deps.guard.check(tenant, guardSubjects(destination), security.pumping, now),
       Promise.all(
         channels.map(async (channel) => ({

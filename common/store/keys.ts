@@ -1,3 +1,5 @@
+import { tenantHashTag } from '../security/tenant-slot.js';
+
 /**
  * Redis key layout. Every key of one verification carries the verification id as its hash tag
  * (`kurir:{ver_…}`), so each Lua transition touches a single slot and the same scripts run on
@@ -9,10 +11,11 @@ export interface KeySpace {
   /** Provider message id → `<verificationId>-<n>`, for receipts that do not echo externalId. */
   providerMessage(provider: string, providerMessageId: string): string;
   /**
-   * Numbers Meta told us are not on WhatsApp, keyed by the destination MAC (never the number)
-   * under its hash tag, as the destination's lockout keys are: a create reads both in one script.
+   * Numbers Meta told a tenant's sends are not on WhatsApp, keyed by the destination MAC (never
+   * the number) under the tenant's hash tag, as its send limits and lockouts are: the send gate
+   * reads the hint in the script that admits a create.
    */
-  noWhatsApp(destinationMac: string): string;
+  noWhatsApp(tenant: string, destinationMac: string): string;
   /** BullMQ prefix for one queue. */
   queuePrefix(queue: string): string;
 }
@@ -22,7 +25,7 @@ export function createKeySpace(prefix: string): KeySpace {
     prefix,
     verification: (id) => `${prefix}:{${id}}`,
     providerMessage: (provider, id) => `${prefix}:pm:${provider}:${id}`,
-    noWhatsApp: (destinationMac) => `${prefix}:nowa:{${destinationMac}}`,
+    noWhatsApp: (tenant, destinationMac) => `${prefix}:nowa:${tenantHashTag(tenant)}:${destinationMac}`,
     queuePrefix: (queue) => `{${prefix}-${queue}}`,
   };
 }

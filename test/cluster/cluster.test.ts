@@ -7,6 +7,7 @@ import { join, relative } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { DEFAULT_POLICY, tenantPolicy } from '../../common/config/policy.js';
 import { parseDestination, type Destination } from '../../common/domain/destination.js';
+import type { Channel } from '../../common/domain/channel.js';
 import { QUEUES } from '../../common/jobs/catalogue.js';
 import { signatureHeader } from '../../common/providers/ycloud/ycloud-signature.js';
 import { DailyBudget } from '../../common/security/budget.js';
@@ -156,7 +157,7 @@ describe('key slots of every Lua call site (no Redis needed)', () => {
       const guard = new PumpingGuard(redis, { keyPrefix: prefix });
       const budget = new DailyBudget(redis, prefix);
       const lockout = new DestinationLockout(redis, prefix);
-      const gate = new SendGate({ redis, limiter, guard, budget, lockout, keyPrefix: prefix });
+      const gate = new SendGate({ redis, limiter, guard, budget, lockout, keys });
       for (const tenant of ['acme', 'beta', 'bank-7_x']) {
         const security = tenantPolicy(DEFAULT_POLICY, tenant).security;
         const pumping = { ...security.pumping, mode: 'enforce' as const };
@@ -168,15 +169,16 @@ describe('key slots of every Lua call site (no Redis needed)', () => {
             // With an SMS budget that fails closed, so the gate's script also reads a budget counter.
             const budgets = { ...security.budgets, sms: { dailyMessages: 1000, failClosed: true } };
             for (const channels of [['whatsapp', 'sms', 'email'], ['sms']] as const) {
-              const decision = await gate.admit({ ...request, security: { ...request.security, budgets }, channels: [...channels], eventId: `ver_${randomUUID().slice(0, 12)}-1` });
+              // With the no-WhatsApp hint's key too, as a create's automatic plan reads it.
+              const channelsWithoutWhatsApp = channels.length > 1 ? (['sms'] as Channel[]) : undefined;
+              const decision = await gate.admit({ ...request, security: { ...request.security, budgets }, channels: [...channels], channelsWithoutWhatsApp, eventId: `ver_${randomUUID().slice(0, 12)}-1` });
               if (decision.admitted) await gate.cancel(decision, `ver_x-${now}`);
             }
             await limiter.consume(limitRules(request, prefix), now, `ver_${randomUUID().slice(0, 12)}-1`);
             await gate.status(request);
             await gate.recordApproval(tenant, request.destination, request.security, now - 1000, now);
-            await lockout.recordFailure(destinationMac, security.lockout);
-            // A create's lockout read with its no-WhatsApp hint: the hint shares the destination's tag.
-            await lockout.stateAndExists(destinationMac, keys.noWhatsApp(destinationMac));
+            await lockout.recordFailure(tenant, destinationMac, security.lockout);
+            await lockout.state(tenant, destinationMac);
             await budget.consume(tenant, 'sms', 100, now);
             await new StatsStore(redis, prefix).add(tenant, now, [{ country: 'ID', channel: 'sms', counters: { created: 1, cost: 5 }, samples: { ttv: 3 } }]);
           }

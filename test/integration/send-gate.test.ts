@@ -15,6 +15,7 @@ import { DestinationLockout } from '../../common/security/lockout.js';
 import { PumpingGuard, type GuardSubject } from '../../common/security/pumping-guard.js';
 import { SendLimiter } from '../../common/security/rate-limiter.js';
 import { SendGate, guardSubjects, limitRules, type GateDecision, type SendRequest } from '../../common/security/send-gate.js';
+import { createKeySpace } from '../../common/store/keys.js';
 import { withRedisPrefix } from '../helpers/redis.js';
 
 const TENANT = 'acme';
@@ -40,7 +41,7 @@ function withGate(label: string, body: (f: Fixture) => Promise<void>): Promise<v
     const guard = new PumpingGuard(redis, { keyPrefix: prefix });
     const budget = new DailyBudget(redis, prefix);
     const lockout = new DestinationLockout(redis, prefix);
-    const gate = new SendGate({ redis, limiter, guard, budget, lockout, keyPrefix: prefix });
+    const gate = new SendGate({ redis, limiter, guard, budget, lockout, keys: createKeySpace(prefix) });
     await body({ redis, prefix, gate, limiter, guard, budget, lockout });
   });
 }
@@ -123,18 +124,43 @@ describe('send gate', () => {
       assert.ok((await f.gate.admit(request({ security }))).admitted);
     }));
 
-  it('refuses a locked destination: read by the gate, or as read by the caller', () =>
+  it("refuses a locked destination, the tenant's lock only, before any limit is touched", () =>
     withGate('gate-lockout', async (f) => {
       const settings = { ...DEFAULT_SECURITY.lockout, maxConsecutiveFailures: 1 };
-      await f.lockout.recordFailure('mac-dest', settings);
+      await f.lockout.recordFailure(TENANT, 'mac-dest', settings);
       const refusal = refusalOf(await f.gate.admit(request()));
       assert.equal(refusal?.kind, 'lockout');
-      assert.ok(refusal?.kind === 'lockout' && refusal.retryAfterMs > 3_500_000);
-      // A caller that read the lock together with its own reads passes it in; the gate trusts it.
-      assert.ok((await f.gate.admit(request({ lock: { locked: false, retryAfterMs: 0 } }))).admitted);
-      assert.deepEqual(refusalOf(await f.gate.admit(request({ destinationMac: 'mac-other', lock: { locked: true, retryAfterMs: 5 } }))), {
-        kind: 'lockout', rule: 'destination_lockout', retryAfterMs: 5, silenceable: true,
-      });
+      assert.ok(refusal?.kind === 'lockout' && refusal.retryAfterMs > 3_500_000 && refusal.silenceable);
+      assert.equal((await used(f, request())).destination_10m, 0);
+      // Another destination, and the same destination for another tenant, are not locked.
+      assert.ok((await f.gate.admit(request({ destinationMac: 'mac-other' }))).admitted);
+      assert.ok((await f.gate.admit(request({ tenant: 'beta' }))).admitted);
+      await f.lockout.unlock(TENANT, 'mac-dest');
+      assert.ok((await f.gate.admit(request({ eventId: 'ver_b-1' }))).admitted);
+    }));
+
+  it('admits the plan without WhatsApp when the tenant knows the number has none, in the same script otherwise', () =>
+    withGate('gate-no-whatsapp', async (f) => {
+      const keys = createKeySpace(f.prefix);
+      // No cooldown, so that the same destination is admitted again at once.
+      const security = { ...DEFAULT_SECURITY, limits: { ...DEFAULT_SECURITY.limits, destination: { ...DEFAULT_SECURITY.limits.destination, cooldownSeconds: 0 } } };
+      const automatic = request({ security, channelsWithoutWhatsApp: ['sms'] });
+      const plain = await f.gate.admit(automatic);
+      assert.deepEqual(plain.admitted && plain.channels, ['whatsapp', 'sms']);
+      await f.redis.set(keys.noWhatsApp(TENANT, 'mac-dest'), '1');
+      const hinted = await f.gate.admit({ ...automatic, eventId: 'ver_b-1' });
+      assert.deepEqual(hinted.admitted && hinted.channels, ['sms']);
+      // Counted once in the limits, whichever plan was admitted.
+      assert.equal((await used(f, automatic)).destination_10m, 2);
+      // Without an alternative (a channel the user picked, a resend) the hint is not read.
+      const picked = await f.gate.admit(request({ security, eventId: 'ver_c-1' }));
+      assert.deepEqual(picked.admitted && picked.channels, ['whatsapp', 'sms']);
+      // Another tenant's hint does not apply.
+      const other = await f.gate.admit(request({ tenant: 'beta', channelsWithoutWhatsApp: ['sms'] }));
+      assert.deepEqual(other.admitted && other.channels, ['whatsapp', 'sms']);
+      // The alternative passes the geo rules too.
+      const smsDenied = { ...security, geo: { ...security.geo, channels: { ...security.geo.channels, sms: { allow: ['BR'], deny: [] } } } };
+      assert.deepEqual(refusalOf(await f.gate.admit({ ...automatic, eventId: 'ver_d-1', security: smsDenied })), { kind: 'geo', rule: 'geo', silenceable: true });
     }));
 
   it('refuses by geo before reading anything', () =>
