@@ -252,28 +252,19 @@ export async function createVerification(
 
   // Queue first, store second. A worker that runs the job before the record exists retries
   // briefly (send.handler.ts), and a crash between the two steps leaves at most a job that finds
-  // no record and gives up, never a stored verification without its send job.
-  // The expiry job (the verification's timer) goes with the send, in the same round trip, when
-  // the id is a fresh random one, which no earlier verification can have: it is due only at the
-  // expiry, and one that finds no record does nothing. An Idempotency-Key's id may name a
-  // verification whose timer already runs, or ran: its timer is queued once this request has
-  // stored a new verification.
+  // no record and gives up, never a stored verification without its send job. The verification's
+  // timer (its expiry) is armed by the first send that runs, not here: one BullMQ job fewer on the
+  // request's path.
   const firstChannel = draft.plan[0] ?? 'sms';
-  const expiresInMs = () => draft.now + draft.ttlSeconds * 1000 - deps.now();
-  const timerWithSend = input.idempotencyKey === undefined;
   let created;
   try {
-    await Promise.all([
-      deps.queues.enqueueSend(firstChannel, { verificationId: id, delivery: 1, requestId: input.caller.requestId }),
-      timerWithSend ? scheduleExpiry(id, expiresInMs(), deps) : undefined,
-    ]);
+    await deps.queues.enqueueSend(firstChannel, { verificationId: id, delivery: 1, requestId: input.caller.requestId });
     created = await deps.store.create(record(draft, deps, false));
   } catch (error) {
     await deps.gate.cancel(gate, eventId).catch(() => undefined);
     throw new KurirError('service_unavailable', 'Could not store the verification; nothing was created.', { retryAfterSeconds: 1 }, { cause: error });
   }
   if (!created.created) return await replay(draft, created.fingerprint, input.caller, deps);
-  if (!timerWithSend) await scheduleExpiry(id, expiresInMs(), deps);
 
   deps.metrics.verificationsCreated.inc({ tenant, purpose: request.purpose, channel: firstChannel, country: countryLabel(destination.country) });
   await recordCreated(deps, { tenant, country: countryLabel(destination.country), channel: firstChannel });
@@ -292,12 +283,12 @@ async function replay(draft: Draft, storedFingerprint: string, caller: Caller, d
   if (existing === undefined) throw new KurirError('service_unavailable', 'Try again.', { retryAfterSeconds: 1 });
   const status = effectiveStatus(existing, draft.now);
   // Re-queue the first delivery: if the original request died between storing and queueing,
-  // the replay completes it; otherwise the deterministic job id makes this a no-op.
+  // the replay completes it (and its send arms the timer); otherwise the deterministic job id
+  // makes this a no-op.
   const first = existing.deliveries[0];
   if (first !== undefined && first.status === 'queued' && status === 'pending') {
     await deps.queues.enqueueSend(first.channel, { verificationId: draft.id, delivery: 1, requestId: caller.requestId });
   }
-  if (status === 'pending') await scheduleExpiry(draft.id, existing.expiresAt - deps.now(), deps);
   return {
     status: 202,
     body: createdBody({ ...existing, status, channel: existing.deliveries.at(-1)?.channel ?? existing.plan[0] ?? 'sms' }),
@@ -314,15 +305,4 @@ function callbackUrlFor(raw: string, production: boolean): string {
     });
   }
   return checked.url;
-}
-
-/**
- * Arms the job that ends the verification at its expiry (and tells its callback). Without it the
- * verification still expires — every script checks `expiresAt` — only later and silently, so a
- * failure here is logged rather than failing a create whose code is already on its way.
- */
-async function scheduleExpiry(id: string, delayMs: number, deps: VerificationDeps): Promise<void> {
-  await deps.queues.scheduleExpiry(id, delayMs).catch((error: unknown) => {
-    deps.logger.warn({ verificationId: id, err: { message: error instanceof Error ? error.message : String(error) } }, 'could not schedule the expiry job');
-  });
 }

@@ -28,7 +28,7 @@ export class ExpiryNotDueError extends Error {
 }
 
 /**
- * The verification's timer (`expire-<id>`, added on create). Before the expiry it was woken for a
+ * The verification's timer (`expire-<id>`, armed by the first send that runs). Before the expiry it was woken for a
  * delivery's timeout (JobQueues.armDeliveryTimeout moved it there): it fires the timeouts that are
  * due and sleeps again until the next deadline, the expiry at the latest. At `expiresAt` a
  * verification still pending is ended as `expired` in one atomic step — its sealed code is dropped

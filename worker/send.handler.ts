@@ -70,11 +70,16 @@ export async function handleSend(job: Job, deps: SendDeps, lockToken?: string): 
     throw new DelayedError();
   }
   if (begin.kind !== 'go') {
+    // Too late to send (the workers were away): the timer still has to end it at its expiry.
+    if (begin.kind === 'stale' && begin.pendingUntil !== undefined) await deps.queues.scheduleExpiry(verificationId, begin.pendingUntil);
     const reason = begin.kind === 'missing' ? 'missing' : begin.kind === 'stale' ? `verification_${begin.status}` : 'already_sent';
     deps.metrics.jobsSkipped.inc({ queue: job.queueName, reason: begin.kind });
     return { outcome: 'skipped', reason };
   }
   const context = begin.context;
+  // The verification's timer: the API queues none, so the first send that runs arms it, at the
+  // expiry, before anything can fail (a later arming is a no-op: one job id per verification).
+  await deps.queues.scheduleExpiry(verificationId, context.expiresAt);
   const log = deps.logger.child({
     verificationId,
     delivery,

@@ -163,13 +163,14 @@ export class JobQueues {
    * The verification's timer: a delayed job due at its expiry, which ends it if nothing else did
    * (approval, cancel, a late check), and which armDeliveryTimeout moves earlier while a delivery
    * waits for its receipt. Its data carries the expiry, so the timer is never moved past it.
+   * Armed by the first send job that runs (send.handler.ts); its id is the verification's, so
+   * arming it again is a no-op.
    */
-  async scheduleExpiry(verificationId: string, delayMs: number): Promise<void> {
-    const delay = Math.max(0, delayMs);
+  async scheduleExpiry(verificationId: string, expiresAt: number): Promise<void> {
     await this.queue(QUEUES.verificationExpiry).add(
       JOB_NAMES.verificationExpiry,
-      { verificationId, expiresAt: Date.now() + delay },
-      { jobId: jobIds.verificationExpiry(verificationId), delay },
+      { verificationId, expiresAt },
+      { jobId: jobIds.verificationExpiry(verificationId), delay: Math.max(0, expiresAt - Date.now()) },
     );
   }
 

@@ -164,7 +164,8 @@ return { 'pending', maxAttempts - attempts, 0, dmac }
  * outcome was unknown (`provider_timeout`, flagged by mark_retry) — with when that call started.
  * → {'go' | 'doubt', to, channel, locale, purpose, tenant, codeSealed, expiresAt, plan,
  *    timeoutSeconds, doubtCause, doubtSince, country ('' for email)}
- *   | {'stale', status} | {'done', deliveryStatus} | {'missing'}
+ *   | {'stale', status, [expiresAt: only for a verification still pending, too close to its
+ *      expiry to send]} | {'done', deliveryStatus} | {'missing'}
  */
 export const BEGIN_SEND = script(`
 local n, now, token, margin = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4] or '0')
@@ -173,7 +174,8 @@ if not d[1] then return { 'missing' } end
 local v = redis.call('HMGET', KEY, 'status', 'expiresAt', 'to', 'locale', 'purpose', 'tenant', 'codeSealed', 'plan', 'timeout', 'decoy', 'country')
 if v[10] then return { 'stale', 'decoy' } end
 -- A code with less than the margin left would arrive dead: treat it as expired already.
-if v[1] ~= 'pending' or now + margin >= tonumber(v[2]) then return { 'stale', v[1] == 'pending' and 'expired' or v[1] } end
+if v[1] ~= 'pending' then return { 'stale', v[1] } end
+if now + margin >= tonumber(v[2]) then return { 'stale', 'expired', v[2] } end
 local st = d[1]
 if st == 'queued' or st == 'retrying' or (st == 'sending' and d[2] ~= token) then
   local cause = ''

@@ -111,7 +111,8 @@ export type SendDoubt = { cause: 'worker_lost' | 'provider_timeout'; callStarted
 
 export type BeginSendResult =
   | { kind: 'go'; context: SendContext; doubt: SendDoubt | undefined }
-  | { kind: 'stale'; status: string }
+  /** `pendingUntil`: still pending, but too close to its expiry (then) to send a code. */
+  | { kind: 'stale'; status: string; pendingUntil?: number }
   | { kind: 'done'; status: string }
   | { kind: 'missing' };
 
@@ -422,7 +423,8 @@ export class VerificationStore {
         },
       };
     }
-    if (kind === 'stale' || kind === 'done') return { kind, status: str(reply[1]) };
+    if (kind === 'stale') return { kind, status: str(reply[1]), ...(reply[2] === undefined ? {} : { pendingUntil: num(reply[2]) }) };
+    if (kind === 'done') return { kind, status: str(reply[1]) };
     return { kind: 'missing' };
   }
 
