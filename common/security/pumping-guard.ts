@@ -218,9 +218,10 @@ export interface PumpingGuardOptions {
   keyPrefix: string;
   /**
    * Batch approvals for this long (a process's default: {@link GUARD_APPROVAL_FLUSH_INTERVAL_MS});
-   * without it each is written at once. The guard judges only sends older than its grace
-   * (minutes), so an approval counted a fraction of a second later changes no judgement; a crash
-   * loses the last interval's approvals, which leans towards quarantining, never away from it.
+   * without it each is written at once. A judgement may then miss the approvals of the last
+   * interval (as if those users had typed their code that much later) and a crash loses them:
+   * both lean towards quarantining, never away from it, by a fraction of a second's approvals
+   * against a window of sends judged after a grace of minutes.
    */
   flushIntervalMs?: number;
   /** Where a failed batched write is reported. */

@@ -238,7 +238,10 @@ async function aMinuteAgo<T>(k: KurirHarness, body: () => Promise<T>): Promise<T
   const real = services.now;
   services.now = () => Date.now() - 61_000;
   try {
-    return await body();
+    const result = await body();
+    // What the process batches (the guard's approvals, the stats) is written as of that minute too.
+    await Promise.all([services.guard.flush(), services.stats.flush()]);
+    return result;
   } finally {
     services.now = real;
   }
