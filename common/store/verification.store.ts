@@ -360,7 +360,9 @@ export class VerificationStore {
       'd1:q', record.createdAt,
     ];
     const ttlMs = record.expiresAt - record.createdAt + this.retentionMs;
-    const reply = await this.scripts.kurirCreate(this.keys.verification(record.id), ttlMs, ...fields);
+    // Every value is validated or generated (ids, MACs, E.164, an email address, a URL): none has a NUL.
+    if (fields.some((value) => typeof value === 'string' && value.includes('\0'))) throw new Error('verification field contains NUL');
+    const reply = await this.scripts.kurirCreate(this.keys.verification(record.id), ttlMs, fields.join('\0'));
     if (str(reply[0]) !== 'created') return { created: false, fingerprint: str(reply[1]) };
     if (record.randomId === true) this.recentOwners.remember(record.id, { tenant: record.tenant, destinationMac: record.destinationMac });
     return { created: true };

@@ -165,6 +165,23 @@ describe('VerificationStore.create', () => {
       assert.ok(ttl <= expected && ttl > expected - 5_000, `ttl ${ttl} should be about ${expected}`);
     });
   });
+
+  it('stores every field as given, empty ones included, and refuses a value with a NUL (the fields travel NUL-joined)', async () => {
+    await withStore('create-fields', async ({ redis, keys, store }) => {
+      const id = newId();
+      await store.create(newVerification(id, { country: undefined, fingerprint: '', callbackUrl: 'https://example.com/hook?a=1&b=%00' }));
+      const stored = await redis.hgetall(keys.verification(id));
+      assert.equal(stored.country, '');
+      assert.equal(stored.fingerprint, '');
+      assert.equal(stored.cb, 'https://example.com/hook?a=1&b=%00');
+      assert.equal(stored.id, id);
+      assert.equal(stored['d1:st'], 'queued');
+
+      const other = newId();
+      await assert.rejects(store.create(newVerification(other, { purpose: 'log\0in' })), /NUL/);
+      assert.equal(await redis.exists(keys.verification(other)), 0);
+    });
+  });
 });
 
 describe('VerificationStore.check', () => {
