@@ -1,3 +1,4 @@
+import { UNPACK_ARGV_LUA } from '../store/packed-args.js';
 import { GUARD_PRELUDE } from './pumping-guard.lua.js';
 import { LIMITER_PRELUDE } from './rate-limiter.lua.js';
 
@@ -13,7 +14,8 @@ import { LIMITER_PRELUDE } from './rate-limiter.lua.js';
  *        check), [the guard's index, then counts and quarantine of each subject] (only with
  *        subjects), [the budget counter] (only with a budget check), then the rule keys
  *        (rate-limiter.lua.ts).
- * ARGV = now, eventId, subject count S, budget limit (-1: no check), hint check (0|1), the guard's
+ * ARGV (packed, packed-args.ts: ~50 of them) = now, eventId, subject count S, budget limit (-1: no
+ *        check), hint check (0|1), the guard's
  *        8 settings (pumping-guard.lua.ts; ignored without subjects), S index members, then 5 per rule.
  *
  * Order: cheapest and most final first, the writes last, so a refused send leaves the limits as
@@ -28,7 +30,8 @@ import { LIMITER_PRELUDE } from './rate-limiter.lua.js';
  *      then subjectIndex, until, reason, shadow for each quarantine this send created}
  *     'tripped': one of those is enforced, so the send is refused and the limits are not recorded.
  */
-export const ADMIT = `${LIMITER_PRELUDE}
+export const ADMIT = `${UNPACK_ARGV_LUA}
+${LIMITER_PRELUDE}
 ${GUARD_PRELUDE}
 local S, budgetLimit, hintCheck = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5] == '1'
 

@@ -3,6 +3,7 @@ import { geoAllows } from '../config/security-policy.js';
 import type { Channel } from '../domain/channel.js';
 import type { Destination } from '../domain/destination.js';
 import type { KeySpace } from '../store/keys.js';
+import { packArgs } from '../store/packed-args.js';
 import type { RedisClient } from '../store/verification.store.js';
 import type { DailyBudget } from './budget.js';
 import { nextUtcMidnight } from './budget.js';
@@ -209,14 +210,16 @@ export class SendGate {
     ];
     requireOneSlot(keys);
     const reply = await this.admitScript(keys, [
-      now,
-      request.eventId,
-      subjects.length,
-      budgetLimit,
-      hintCheck ? 1 : 0,
-      ...(subjects.length > 0 ? guardSettingsArgs(security.pumping) : NO_GUARD_SETTINGS),
-      ...guard.members,
-      ...limits.args,
+      packArgs([
+        now,
+        request.eventId,
+        subjects.length,
+        budgetLimit,
+        hintCheck ? 1 : 0,
+        ...(subjects.length > 0 ? guardSettingsArgs(security.pumping) : NO_GUARD_SETTINGS),
+        ...guard.members,
+        ...limits.args,
+      ]),
     ]);
     if (reply[0] === 'no_whatsapp') {
       // Rare (a number Meta refused before), so a second step: the plan without WhatsApp.

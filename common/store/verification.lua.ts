@@ -1,3 +1,5 @@
+import { UNPACK_ARGV_LUA } from './packed-args.js';
+
 /**
  * The Lua scripts behind every state change of a verification. Each runs atomically on the one
  * hash `KEYS[1]` that holds the verification and its deliveries, which is what makes "at most one
@@ -101,19 +103,16 @@ function script(body: string): string {
 }
 
 /**
- * create: ARGV = recordTtlMs, then the record's field/value pairs joined by NUL in one argument
- * (a command's cost in the client grows with its number of arguments: ~0.2 µs each in ioredis,
- * and a record has ~50). Writes nothing when the id exists (an idempotent replay) and returns the
- * stored request fingerprint so the caller can tell a true replay from a reused key.
+ * create: ARGV (packed, packed-args.ts: a record has ~50) = recordTtlMs, then field/value pairs.
+ * Writes nothing when the id exists (an idempotent replay) and returns the stored request
+ * fingerprint so the caller can tell a true replay from a reused key.
  * → {'created'} | {'exists', fingerprint}
  */
-export const CREATE = script(`
+export const CREATE = script(`${UNPACK_ARGV_LUA}
 if redis.call('EXISTS', KEY) == 1 then
   return { 'exists', redis.call('HGET', KEY, 'fingerprint') or '' }
 end
-local fields = {}
-for part in string.gmatch(ARGV[2] .. '\\0', '([^%z]*)%z') do fields[#fields + 1] = part end
-redis.call('HSET', KEY, unpack(fields))
+redis.call('HSET', KEY, unpack(ARGV, 2))
 redis.call('PEXPIRE', KEY, ARGV[1])
 return { 'created' }
 `);

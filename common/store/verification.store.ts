@@ -13,6 +13,7 @@ import {
 } from '../domain/verification.js';
 import { randomHex } from '../security/random-pool.js';
 import type { KeySpace } from './keys.js';
+import { packArgs } from './packed-args.js';
 import { RecentOwners, type VerificationOwner } from './recent-owners.js';
 import { bindScript } from './scripts.js';
 import * as lua from './verification.lua.js';
@@ -361,8 +362,7 @@ export class VerificationStore {
     ];
     const ttlMs = record.expiresAt - record.createdAt + this.retentionMs;
     // Every value is validated or generated (ids, MACs, E.164, an email address, a URL): none has a NUL.
-    if (fields.some((value) => typeof value === 'string' && value.includes('\0'))) throw new Error('verification field contains NUL');
-    const reply = await this.scripts.kurirCreate(this.keys.verification(record.id), ttlMs, fields.join('\0'));
+    const reply = await this.scripts.kurirCreate(this.keys.verification(record.id), packArgs([ttlMs, ...fields]));
     if (str(reply[0]) !== 'created') return { created: false, fingerprint: str(reply[1]) };
     if (record.randomId === true) this.recentOwners.remember(record.id, { tenant: record.tenant, destinationMac: record.destinationMac });
     return { created: true };
