@@ -4,7 +4,7 @@ import { tenantPolicy, type Policy } from '../common/config/policy.js';
 import type { Channel } from '../common/domain/channel.js';
 import { dispatchFallback } from '../common/delivery/fallback.js';
 import { nextChannel } from '../common/domain/verification.js';
-import { sendJobSchema } from '../common/jobs/catalogue.js';
+import { sendJobSchema, type SendJob } from '../common/jobs/catalogue.js';
 import { isLastAttempt } from '../common/jobs/processor.js';
 import type { JobQueues } from '../common/jobs/queues.js';
 import { maskDestination } from '../common/observability/mask.js';
@@ -14,7 +14,7 @@ import type { DailyBudget } from '../common/security/budget.js';
 import type { CodeVault } from '../common/security/code-vault.js';
 import type { KeySpace } from '../common/store/keys.js';
 import { recordSent } from '../common/stats/stats-recorder.js';
-import { externalIdFor, type RedisClient, type VerificationStore } from '../common/store/verification.store.js';
+import { externalIdFor, type BeginSendResult, type RedisClient, type SendContext, type VerificationStore } from '../common/store/verification.store.js';
 import { composeMessage } from './compose-message.js';
 import { settleDoubt } from './send-doubt.js';
 import type { StatsStore } from '../common/stats/stats.store.js';
@@ -77,9 +77,42 @@ export async function handleSend(job: Job, deps: SendDeps, lockToken?: string): 
     return { outcome: 'skipped', reason };
   }
   const context = begin.context;
-  // The verification's timer: the API queues none, so the first send that runs arms it, at the
-  // expiry, before anything can fail (a later arming is a no-op: one job id per verification).
-  await deps.queues.scheduleExpiry(verificationId, context.expiresAt);
+  // The verification's timer (the API queues none). The first delivery arms it once this run's
+  // outcome is known, in one command: at its deadline when it went out and may fall back, at the
+  // expiry otherwise. A later delivery's timer exists already (it is moved to its deadline); the
+  // arming here is then a no-op, kept for a delivery that runs first (a resend taken while the
+  // workers were away).
+  const timer: TimerState = { armed: false };
+  if (delivery > 1) {
+    await deps.queues.scheduleExpiry(verificationId, context.expiresAt);
+    timer.armed = true;
+  }
+  try {
+    const outcome = await deliver(job, { data, begin, context, timer }, deps);
+    if (!timer.armed) await deps.queues.scheduleExpiry(verificationId, context.expiresAt);
+    return outcome;
+  } catch (error) {
+    // A run that ends the job arms it too; one that BullMQ retries leaves it to the retry.
+    if (!timer.armed && (error instanceof UnrecoverableError || isLastAttempt(job))) {
+      await deps.queues.scheduleExpiry(verificationId, context.expiresAt).catch(() => undefined);
+    }
+    throw error;
+  }
+}
+
+/** Whether this run armed (or moved) the verification's timer. */
+interface TimerState {
+  armed: boolean;
+}
+
+/** One delivery taken by this run (`beginSend` said go): budget, doubt, the provider call. */
+async function deliver(
+  job: Job,
+  run: { data: SendJob; begin: Extract<BeginSendResult, { kind: 'go' }>; context: SendContext; timer: TimerState },
+  deps: SendDeps,
+): Promise<SendOutcome> {
+  const { data, begin, context, timer } = run;
+  const { verificationId, delivery } = data;
   const log = deps.logger.child({
     verificationId,
     delivery,
@@ -102,7 +135,7 @@ export async function handleSend(job: Job, deps: SendDeps, lockToken?: string): 
   if (begin.doubt !== undefined) {
     const decision = await settleDoubt(job, begin.doubt, { verificationId, delivery, externalId, context, requestId: data.requestId, log, deps });
     if (decision.action === 'done') return { outcome: 'skipped', reason: decision.reason };
-    if (decision.action === 'adopt') return await recordAccepted(decision.sent, message, { verificationId, delivery, context, log, deps });
+    if (decision.action === 'adopt') return await recordAccepted(decision.sent, message, { verificationId, delivery, context, log, deps, timer });
   }
 
   const started = performance.now();
@@ -124,7 +157,7 @@ export async function handleSend(job: Job, deps: SendDeps, lockToken?: string): 
     { provider: deps.provider.name, channel: context.channel, result: 'ok' },
     (performance.now() - started) / 1000,
   );
-  return await recordAccepted(sent, message, { verificationId, delivery, context, log, deps });
+  return await recordAccepted(sent, message, { verificationId, delivery, context, log, deps, timer });
 }
 
 /**
@@ -141,9 +174,10 @@ async function recordAccepted(
     context: { channel: Channel; plan: Channel[]; to: string; country: string | undefined; tenant: string; deliveryTimeoutSeconds: number; expiresAt: number };
     log: Logger;
     deps: SendDeps;
+    timer: TimerState;
   },
 ): Promise<SendOutcome> {
-  const { verificationId, delivery, context, log, deps } = scope;
+  const { verificationId, delivery, context, log, deps, timer } = scope;
   const recorded = await deps.store.markSent(verificationId, delivery, {
     provider: deps.provider.name,
     providerMessageId: sent.providerMessageId,
@@ -158,7 +192,11 @@ async function recordAccepted(
   const settled = recorded.fellBack || ['delivered', 'read', 'failed'].includes(recorded.status);
   const armTimeout = !settled && nextChannel(context.plan, context.channel) !== undefined;
   if (armTimeout) {
-    await deps.queues.armDeliveryTimeout({ verificationId, delivery }, context.deliveryTimeoutSeconds * 1000, context.expiresAt);
+    const timeoutMs = context.deliveryTimeoutSeconds * 1000;
+    // Not armed yet (a first delivery): armed at the deadline at once rather than at the expiry and moved.
+    if (timer.armed) await deps.queues.armDeliveryTimeout({ verificationId, delivery }, timeoutMs, context.expiresAt);
+    else await deps.queues.scheduleExpiry(verificationId, context.expiresAt, Math.min(deps.now() + timeoutMs, context.expiresAt));
+    timer.armed = true;
   }
   log.info(
     { destination: maskDestination(context.to), providerMessageId: sent.providerMessageId, timeoutArmed: armTimeout },

@@ -163,14 +163,14 @@ export class JobQueues {
    * The verification's timer: a delayed job due at its expiry, which ends it if nothing else did
    * (approval, cancel, a late check), and which armDeliveryTimeout moves earlier while a delivery
    * waits for its receipt. Its data carries the expiry, so the timer is never moved past it.
-   * Armed by the first send job that runs (send.handler.ts); its id is the verification's, so
-   * arming it again is a no-op.
+   * Armed by the first send job that runs (send.handler.ts), at the expiry or straight at its
+   * delivery's deadline (`wakeAt`); its id is the verification's, so arming it again is a no-op.
    */
-  async scheduleExpiry(verificationId: string, expiresAt: number): Promise<void> {
+  async scheduleExpiry(verificationId: string, expiresAt: number, wakeAt = expiresAt): Promise<void> {
     await this.queue(QUEUES.verificationExpiry).add(
       JOB_NAMES.verificationExpiry,
       { verificationId, expiresAt },
-      { jobId: jobIds.verificationExpiry(verificationId), delay: Math.max(0, expiresAt - Date.now()) },
+      { jobId: jobIds.verificationExpiry(verificationId), delay: Math.max(0, Math.min(wakeAt, expiresAt) - Date.now()) },
     );
   }
 

@@ -20,12 +20,12 @@ describe("the verification's timer", { timeout: 60_000 }, () => {
     await h?.close();
   });
 
-  async function created(to: string) {
-    const reply = await h.create({ to, channel: 'sms', purpose: 'login', ttlSeconds: 120 });
+  async function created(to: string, channel: 'sms' | 'auto' = 'sms') {
+    const reply = await h.create({ to, channel, purpose: 'login', ttlSeconds: 120 });
     assert.equal(reply.status, 202, reply.text);
     const id = String(reply.body.id);
     const services = h.kurir.services;
-    const send = await services.queues.queue(SEND_QUEUE.sms).getJob(jobIds.send(id, 1));
+    const send = await services.queues.queue(SEND_QUEUE[channel === 'sms' ? 'sms' : 'whatsapp']).getJob(jobIds.send(id, 1));
     assert.ok(send !== undefined, 'the first send job is queued');
     const timer = () => services.queues.queue(QUEUES.verificationExpiry).getJob(jobIds.verificationExpiry(id));
     return { id, send, services, timer, expiresAt: Date.parse(String(reply.body.expiresAt)) };
@@ -46,6 +46,21 @@ describe("the verification's timer", { timeout: 60_000 }, () => {
     assert.deepEqual(await handleSend(send, services), { outcome: 'skipped', reason: 'already_sent' });
     const again = await timer();
     assert.equal(again?.timestamp, armed.timestamp);
+  });
+
+  test('a first delivery that may fall back arms it straight at its deadline, with the expiry in its data', async () => {
+    const { id, send, services, timer, expiresAt } = await created(magicNumber('1002'), 'auto');
+    const outcome = await handleSend(send, services);
+    assert.deepEqual(outcome.outcome === 'sent' && outcome.timeoutArmed, true);
+    const armed = await timer();
+    assert.ok(armed !== undefined, 'armed by the send');
+    assert.deepEqual(armed.data, { verificationId: id, expiresAt });
+    const sentAt = Date.parse(String((await h.get(id)).deliveries[0]?.sentAt));
+    const due = armed.timestamp + armed.delay;
+    // The harness's delivery timeout after the send, long before the expiry.
+    const timeoutMs = services.config.delivery.timeoutSeconds * 1000;
+    assert.ok(due < expiresAt - 60_000, 'not at the expiry');
+    assert.ok(Math.abs(due - (sentAt + timeoutMs)) < 200, `due ${due - sentAt} ms after the send, timeout ${timeoutMs} ms`);
   });
 
   test('a send that comes too late to send the code still arms the timer, so the verification is ended at its expiry', async () => {
