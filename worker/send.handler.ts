@@ -14,7 +14,7 @@ import type { DailyBudget } from '../common/security/budget.js';
 import type { CodeVault } from '../common/security/code-vault.js';
 import type { KeySpace } from '../common/store/keys.js';
 import { recordSent } from '../common/stats/stats-recorder.js';
-import { externalIdFor, type BeginSendResult, type RedisClient, type SendContext, type VerificationStore } from '../common/store/verification.store.js';
+import { externalIdFor, type BeginSendResult, type RedisClient, type VerificationStore } from '../common/store/verification.store.js';
 import { composeMessage } from './compose-message.js';
 import { settleDoubt } from './send-doubt.js';
 import type { StatsStore } from '../common/stats/stats.store.js';
@@ -88,7 +88,7 @@ export async function handleSend(job: Job, deps: SendDeps, lockToken?: string): 
     timer.armed = true;
   }
   try {
-    const outcome = await deliver(job, { data, begin, context, timer }, deps);
+    const outcome = await deliver(job, { data, begin, timer }, deps);
     if (!timer.armed) await deps.queues.scheduleExpiry(verificationId, context.expiresAt);
     return outcome;
   } catch (error) {
@@ -108,10 +108,11 @@ interface TimerState {
 /** One delivery taken by this run (`beginSend` said go): budget, doubt, the provider call. */
 async function deliver(
   job: Job,
-  run: { data: SendJob; begin: Extract<BeginSendResult, { kind: 'go' }>; context: SendContext; timer: TimerState },
+  run: { data: SendJob; begin: Extract<BeginSendResult, { kind: 'go' }>; timer: TimerState },
   deps: SendDeps,
 ): Promise<SendOutcome> {
-  const { data, begin, context, timer } = run;
+  const { data, begin, timer } = run;
+  const { context } = begin;
   const { verificationId, delivery } = data;
   const log = deps.logger.child({
     verificationId,

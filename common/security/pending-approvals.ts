@@ -13,10 +13,8 @@ interface TenantApprovals {
   windowMs: number;
   /** The latest clock of its approvals: the window is judged from there. */
   now: number;
-  /** `<counts key index>:<minute>` → approvals. */
-  buckets: Map<string, number>;
-  keys: string[];
-  keyIndex: Map<string, number>;
+  /** counts key → minute → approvals. */
+  byKey: Map<string, Map<number, number>>;
 }
 
 export class PendingApprovals {
@@ -27,30 +25,29 @@ export class PendingApprovals {
     const group = `${tenant}\0${windowMs}`;
     let pending = this.byTenant.get(group);
     if (pending === undefined) {
-      pending = { windowMs, now, buckets: new Map(), keys: [], keyIndex: new Map() };
+      pending = { windowMs, now, byKey: new Map() };
       this.byTenant.set(group, pending);
     }
     pending.now = Math.max(pending.now, now);
     for (const key of countsKeys) {
-      let index = pending.keyIndex.get(key);
-      if (index === undefined) {
-        index = pending.keys.push(key);
-        pending.keyIndex.set(key, index);
+      let minutes = pending.byKey.get(key);
+      if (minutes === undefined) {
+        minutes = new Map();
+        pending.byKey.set(key, minutes);
       }
-      const bucket = `${index}:${minute}`;
-      pending.buckets.set(bucket, (pending.buckets.get(bucket) ?? 0) + 1);
+      minutes.set(minute, (minutes.get(minute) ?? 0) + 1);
     }
   }
 
   /** Everything pending, one batch per tenant, and nothing pending any more. */
   drain(): ApprovalBatch[] {
     const batches: ApprovalBatch[] = [];
-    for (const { windowMs, now, buckets, keys } of this.byTenant.values()) {
+    for (const { windowMs, now, byKey } of this.byTenant.values()) {
+      const keys = [...byKey.keys()];
       const args = [now, windowMs];
-      for (const [bucket, count] of buckets) {
-        const colon = bucket.indexOf(':');
-        args.push(Number(bucket.slice(0, colon)), Number(bucket.slice(colon + 1)), count);
-      }
+      keys.forEach((key, i) => {
+        for (const [minute, count] of byKey.get(key) ?? []) args.push(i + 1, minute, count);
+      });
       batches.push({ keys, args });
     }
     this.byTenant.clear();

@@ -5,9 +5,8 @@ import { LIMITER_PRELUDE } from './rate-limiter.lua.js';
 /**
  * admit: the send gate's decision in one atomic step on the tenant's slot (send-gate.ts): the
  * destination's lockout, its no-WhatsApp hint, the pumping quarantine, the daily budget, the send
- * limits and the guard's count of the send, with
- * the limiter's and the guard's own Lua (their preludes) so each rule means exactly what it
- * means in their scripts. Everything it reads or writes carries the tenant's hash tag
+ * limits and the guard's count of the send, with the limiter's and the guard's own Lua (their
+ * preludes) so each rule means exactly what it means in their scripts. Everything it reads or writes carries the tenant's hash tag
  * (tenant-slot.ts), so it runs unchanged on one Redis or a Cluster.
  *
  * KEYS = the destination's lock key (lockout.ts), [its no-WhatsApp hint] (only with the hint
@@ -15,8 +14,8 @@ import { LIMITER_PRELUDE } from './rate-limiter.lua.js';
  *        subjects), [the budget counter] (only with a budget check), then the rule keys
  *        (rate-limiter.lua.ts).
  * ARGV (packed, packed-args.ts: ~50 of them) = now, eventId, subject count S, budget limit (-1: no
- *        check), hint check (0|1), the guard's
- *        8 settings (pumping-guard.lua.ts; ignored without subjects), S index members, then 5 per rule.
+ *        check), hint check (0|1), the guard's 8 settings (pumping-guard.lua.ts; ignored without
+ *        subjects), S index members, then 5 per rule.
  *
  * Order: cheapest and most final first, the writes last, so a refused send leaves the limits as
  * they were (a send that trips a quarantine is counted by the guard, as any judged send is).
