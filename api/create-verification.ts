@@ -12,21 +12,26 @@ import type { Refusal } from '../common/security/send-gate.js';
 import { randomHex } from '../common/security/random-pool.js';
 import { recordCreated } from '../common/stats/stats-recorder.js';
 import { refusalError } from './refusals.js';
+import { verificationId } from '../common/store/keys.js';
 import type { NewVerification } from '../common/store/verification.store.js';
 import { createVerificationSchema, type CreateVerificationRequest } from './schemas.js';
 import { iso, reportQuarantines, validationError, type Caller, type Reply, type VerificationDeps } from './verifications.handlers.js';
 
 /**
- * `POST /v1/verifications`: validate, route, pass the send gate (limits, geo, lockout, pumping
- * guard, budget), store the verification atomically, queue its first delivery. Nothing is stored
- * or queued for a refused request, so a refusal never costs a message.
+ * `POST /v1/verifications`: validate, route, pass the send gate (geo, a reused Idempotency-Key,
+ * pumping guard, budget, limits), queue its first delivery and store the verification atomically
+ * — unless its destination is locked after repeated wrong codes, which the store's script knows
+ * (the lock lives with the destination's verifications, lockout.ts). Nothing is stored or queued
+ * for a refused request, so a refusal never costs a message.
  */
 
-/** Idempotency: the same tenant and key always name the same verification id. */
-function verificationIdFor(secret: string, tenant: string, idempotencyKey: string | undefined): string {
-  if (idempotencyKey === undefined) return `ver_${randomHex(12)}`;
-  const digest = createHmac('sha256', secret).update(`idempotency\0${tenant}\0${idempotencyKey}`).digest('hex');
-  return `ver_${digest.slice(0, 24)}`;
+/**
+ * The id's own part (after the destination's tag, keys.ts): random, or with an Idempotency-Key
+ * the same for the same tenant and key — so a retry names the same verification.
+ */
+function idOwnPart(secret: string, tenant: string, idempotencyKey: string | undefined): string {
+  if (idempotencyKey === undefined) return randomHex(12);
+  return createHmac('sha256', secret).update(`idempotency\0${tenant}\0${idempotencyKey}`).digest('hex').slice(0, 24);
 }
 
 /** Stable digest of the validated request (keys sorted), to spot a reused Idempotency-Key. */
@@ -80,8 +85,6 @@ function createdBody(verification: Pick<Verification, 'id' | 'to' | 'purpose' | 
 
 interface Draft {
   id: string;
-  /** No Idempotency-Key: the id is random and names no other verification, ever. */
-  randomId: boolean;
   tenant: string;
   destination: Destination;
   destinationMac: string;
@@ -103,7 +106,6 @@ function record(draft: Draft, deps: VerificationDeps, decoy: boolean): NewVerifi
   const code = deps.vault.generate(draft.codeLength);
   return {
     id: draft.id,
-    randomId: draft.randomId,
     tenant: draft.tenant,
     to: draft.destination.value,
     kind: draft.destination.kind,
@@ -166,7 +168,8 @@ async function refuse(draft: Draft, refusal: Refusal, deps: VerificationDeps): P
     'send refused',
   );
   if (mode !== 'silent' || !refusal.silenceable) throw refusalError(refusal);
-  await deps.store.create(record(draft, deps, true));
+  // Never sent, so the lockout has nothing to stop: a decoy for a locked destination is stored too.
+  await deps.store.create(record(draft, deps, true), { lockout: false });
   return accepted(draft);
 }
 
@@ -199,10 +202,11 @@ export async function createVerification(
     });
   }
   const now = deps.now();
-  const id = verificationIdFor(deps.config.secret, tenant, input.idempotencyKey);
+  const destinationMac = deps.vault.destinationMac(destination.value);
+  const ownPart = idOwnPart(deps.config.secret, tenant, input.idempotencyKey);
+  const id = verificationId(destinationMac, ownPart);
 
   const route = routeForCountry(deps.policy, destination.country, deps.config.delivery.timeoutSeconds);
-  const destinationMac = deps.vault.destinationMac(destination.value);
   const { plan, reason } = planFor(destination, request.channel, route.plan, false);
   // An automatic plan, should Meta have told this tenant that the number has no WhatsApp: the
   // gate reads that hint in its script and admits this plan instead. A channel the user picked stays.
@@ -210,7 +214,6 @@ export async function createVerification(
     reason === 'initial' && plan.includes('whatsapp') ? planFor(destination, request.channel, route.plan, true).plan : undefined;
   const draft: Draft = {
     id,
-    randomId: input.idempotencyKey === undefined,
     tenant,
     destination,
     destinationMac,
@@ -241,9 +244,16 @@ export async function createVerification(
     eventId,
     security: rules.security,
     now,
+    idempotency:
+      input.idempotencyKey === undefined
+        ? undefined
+        : { name: ownPart, fingerprint: draft.fingerprint, ttlMs: draft.ttlSeconds * 1000 + deps.config.retentionSeconds * 1000 },
   });
   reportQuarantines(gate.newQuarantines, tenant, rules.security.pumping.mode, deps);
-  if (!gate.admitted) return await refuse(draft, gate.refusal, deps);
+  if (!gate.admitted) {
+    if (gate.refusal.kind === 'idempotency_conflict') throw refusalError(gate.refusal);
+    return await refuse(draft, gate.refusal, deps);
+  }
   draft.plan = gate.channels;
   if (gate.shadowQuarantine !== undefined) {
     deps.metrics.guardRefusals.inc({ tenant, rule: 'pumping_guard', mode: 'shadow' });
@@ -264,7 +274,16 @@ export async function createVerification(
     await deps.gate.cancel(gate, eventId).catch(() => undefined);
     throw new KurirError('service_unavailable', 'Could not store the verification; nothing was created.', { retryAfterSeconds: 1 }, { cause: error });
   }
-  if (!created.created) return await replay(draft, created.fingerprint, input.caller, deps);
+  if (!created.created) {
+    if ('fingerprint' in created) return await replay(draft, created.fingerprint, input.caller, deps);
+    // Locked after repeated wrong codes: the send is taken back from the limits and its job
+    // dropped (a job left behind would wait RECORD_WAIT_MS for a record that never comes).
+    await Promise.all([
+      deps.gate.cancel(gate, eventId).catch(() => undefined),
+      deps.queues.discardSend(firstChannel, id, 1).catch(() => undefined),
+    ]);
+    return await refuse(draft, { kind: 'lockout', rule: 'destination_lockout', retryAfterMs: created.lockedForMs, silenceable: true }, deps);
+  }
 
   deps.metrics.verificationsCreated.inc({ tenant, purpose: request.purpose, channel: firstChannel, country: countryLabel(destination.country) });
   await recordCreated(deps, { tenant, country: countryLabel(destination.country), channel: firstChannel });

@@ -23,5 +23,7 @@ export function refusalError(refusal: Refusal): KurirError {
       return new KurirError('budget_exhausted', 'The daily message budget for this channel is used up.', { rule: refusal.rule, retryAfterSeconds: retryAfter });
     case 'rate_limit':
       return new KurirError('rate_limited', `Too many codes requested (${refusal.rule}).`, { rule: refusal.rule, retryAfterSeconds: retryAfter });
+    case 'idempotency_conflict':
+      return new KurirError('idempotency_key_reused', 'This Idempotency-Key was used with a different request body.');
   }
 }

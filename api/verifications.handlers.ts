@@ -2,14 +2,12 @@ import type { Logger } from 'pino';
 import { VerificationEvents } from '../common/callbacks/verification-events.js';
 import type { Config } from '../common/config/env.js';
 import { tenantPolicy, type Policy } from '../common/config/policy.js';
-import type { SecurityPolicy } from '../common/config/security-policy.js';
 import { parseDestination, type Destination } from '../common/domain/destination.js';
 import { effectiveStatus, type Verification } from '../common/domain/verification.js';
 import { KurirError } from '../common/errors.js';
 import type { JobQueues } from '../common/jobs/queues.js';
 import { countryLabel, type Metrics } from '../common/observability/metrics.js';
 import type { CodeVault } from '../common/security/code-vault.js';
-import type { DestinationLockout, DestinationLockState } from '../common/security/lockout.js';
 import type { GuardQuarantine } from '../common/security/pumping-guard.js';
 import type { SendGate } from '../common/security/send-gate.js';
 import { recordEnded } from '../common/stats/stats-recorder.js';
@@ -25,7 +23,7 @@ import type { StatsStore } from '../common/stats/stats.store.js';
  */
 export interface VerificationDeps {
   /** `production` tightens the callback URL rules (https only, no private IP literals). */
-  config: Pick<Config, 'secret' | 'delivery' | 'production'>;
+  config: Pick<Config, 'secret' | 'delivery' | 'production' | 'retentionSeconds'>;
   policy: Policy;
   store: VerificationStore;
   queues: JobQueues;
@@ -36,7 +34,6 @@ export interface VerificationDeps {
   keys: KeySpace;
   stats: StatsStore;
   gate: SendGate;
-  lockout: DestinationLockout;
   now: () => number;
 }
 
@@ -105,7 +102,7 @@ export async function getVerification(input: { id: string; caller: Caller }, dep
 }
 
 /** What a check answers for each store outcome: unknown, consumed and expired look the same. */
-const CHECK_ANSWERS: Record<CheckStatus, { status: string; valid: boolean; metric: string }> = {
+const CHECK_ANSWERS: Record<Exclude<CheckStatus, 'locked'>, { status: string; valid: boolean; metric: string }> = {
   approved: { status: 'approved', valid: true, metric: 'approved' },
   pending: { status: 'pending', valid: false, metric: 'wrong_code' },
   max_attempts: { status: 'max_attempts', valid: false, metric: 'max_attempts' },
@@ -124,52 +121,28 @@ export async function checkVerification(
   const { tenant } = input.caller;
   const now = deps.now();
   const lockout = tenantPolicy(deps.policy, tenant).security.lockout;
-  const owner = VERIFICATION_ID.test(input.id) ? await deps.store.owner(input.id) : undefined;
-  let lock: DestinationLockState | undefined;
-  if (owner !== undefined && owner.tenant === tenant && owner.destinationMac !== '') {
-    // Too many wrong codes across this destination's verifications: refuse guesses for a while.
-    lock = await deps.lockout.state(tenant, owner.destinationMac);
-    if (lock.locked) {
-      deps.metrics.checks.inc({ tenant, result: 'locked' });
-      throw refusalError({ kind: 'lockout', rule: 'destination_lockout', retryAfterMs: lock.retryAfterMs, silenceable: true });
-    }
+  const result = VERIFICATION_ID.test(input.id)
+    ? await deps.store.check(input.id, tenant, deps.vault.mac(input.id, parsed.data.code), now, lockout)
+    : { status: 'not_found' as const, attemptsRemaining: 0, ended: false, destinationMac: '', lockMs: 0 };
+  if (result.status === 'locked') {
+    deps.metrics.checks.inc({ tenant, result: 'locked' });
+    throw refusalError({ kind: 'lockout', rule: 'destination_lockout', retryAfterMs: result.lockMs, silenceable: true });
   }
-  const result =
-    owner === undefined
-      ? { status: 'not_found' as const, attemptsRemaining: 0, ended: false, destinationMac: '' }
-      : await deps.store.check(input.id, tenant, deps.vault.mac(input.id, parsed.data.code), now);
   const answer = CHECK_ANSWERS[result.status];
   deps.metrics.checks.inc({ tenant, result: answer.metric });
-
-  // What follows from the answer, independent of each other: issued together (one round trip).
-  const wrongCode = result.status === 'pending' || (result.status === 'max_attempts' && result.ended);
-  const followUps: Promise<void>[] = [];
-  if (wrongCode && result.destinationMac !== '') followUps.push(recordWrongCode(input.id, tenant, result.destinationMac, lockout, deps));
-  // A right code ends a run of wrong ones; without one (the lock as read above) there is nothing to end.
-  if (result.status === 'approved' && result.destinationMac !== '' && lock?.counting !== false) {
-    followUps.push(deps.lockout.recordSuccess(tenant, result.destinationMac));
+  if (result.lockMs > 0 && result.status !== 'approved') {
+    deps.metrics.guardRefusals.inc({ tenant, rule: 'destination_lockout', mode: 'enforce' });
+    deps.logger.warn({ tenant, verificationId: input.id, lockedForMs: result.lockMs }, 'destination locked after repeated wrong codes');
   }
   if (result.ended) {
-    followUps.push(
-      result.ending === undefined
-        ? recordEnd(input.id, result.status, now, deps)
-        : reportEnd(input.id, result.status, now, { tenant, ...result.ending }, deps),
-    );
+    await (result.ending === undefined
+      ? recordEnd(input.id, result.status, now, deps)
+      : reportEnd(input.id, result.status, now, { tenant, ...result.ending }, deps));
   }
-  await Promise.all(followUps);
   return {
     status: 200,
     body: { id: input.id, status: answer.status, valid: answer.valid, attemptsRemaining: result.attemptsRemaining },
   };
-}
-
-/** A wrong code counts towards its destination's lockout. */
-async function recordWrongCode(id: string, tenant: string, destinationMac: string, lockout: SecurityPolicy['lockout'], deps: VerificationDeps): Promise<void> {
-  const state = await deps.lockout.recordFailure(tenant, destinationMac, lockout);
-  if (state.locked) {
-    deps.metrics.guardRefusals.inc({ tenant, rule: 'destination_lockout', mode: 'enforce' });
-    deps.logger.warn({ tenant, verificationId: id, lockedForMs: state.retryAfterMs }, 'destination locked after repeated wrong codes');
-  }
 }
 
 /** What reporting an ending needs: the check's own reply carries it, otherwise the record does. */
@@ -304,6 +277,14 @@ export async function resendVerification(
       throw new KurirError('verification_not_pending', `The verification is ${result.status}.`, { verificationStatus: result.status });
     case 'cooldown':
       throw cooldownError(result.retryAfterMs);
+    case 'locked': {
+      // The lock lives with the verification (lockout.ts), so the store's script is what tells.
+      const refusal = { kind: 'lockout', rule: 'destination_lockout', retryAfterMs: result.retryAfterMs, silenceable: true } as const;
+      deps.metrics.guardRefusals.inc({ tenant, rule: refusal.rule, mode: 'enforce' });
+      if (security.refusals !== 'silent') throw refusalError(refusal);
+      // Silenced, as a refusal by the gate is: answered like a resend that went out, nothing stored or queued.
+      return { status: 202, body: { id: input.id, status: 'pending', delivery: verification.deliveries.length + 1, channel } };
+    }
     case 'max_sends':
       throw new KurirError('max_sends_reached', 'This verification reached its maximum number of sends; create a new one.');
     case 'channel_not_allowed':

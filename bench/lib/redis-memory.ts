@@ -87,6 +87,9 @@ export function classify(prefix: string, key: string): string {
     return `bullmq:${queue}:jobs`;
   }
   const rest = key.slice(prefix.length + 1);
+  // A destination's slot (keys.ts): its verifications and its lockout.
+  const destination = /^\{d[0-9a-f]{4}\}:(ver_|lock:)/.exec(rest);
+  if (destination !== null) return destination[1] === 'ver_' ? 'verification' : 'lockout';
   if (rest.startsWith('{ver_')) return 'verification';
   if (rest.startsWith('lim:')) {
     const rule = /^lim:\{[^}]*\}:([^:]+)/.exec(rest);
@@ -100,6 +103,7 @@ export function classify(prefix: string, key: string): string {
     pm: 'provider-message-index',
     evt: 'webhook-dedupe',
     nowa: 'no-whatsapp-cache',
+    idem: 'idempotency-marker',
   };
   return names[head] ?? `other:${head}`;
 }

@@ -116,6 +116,11 @@ export class JobQueues {
     await this.queue(SEND_QUEUE[channel]).add(JOB_NAMES.send, job, { jobId: jobIds.send(job.verificationId, job.delivery) });
   }
 
+  /** Drops a queued send that turned out not to be wanted; one a worker already holds stays (it finds no record). */
+  async discardSend(channel: Channel, verificationId: string, delivery: number): Promise<void> {
+    await this.queue(SEND_QUEUE[channel]).remove(jobIds.send(verificationId, delivery));
+  }
+
   /**
    * Arms delivery `n`'s "no delivered receipt in time" fallback. The verification's timer (its
    * expiry job, see scheduleExpiry) is moved earlier to the deadline, so an in-flight verification

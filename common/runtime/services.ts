@@ -69,7 +69,7 @@ export function createServices(
   const queues = new JobQueues(keys, queueRedis);
   const store = new VerificationStore(redis, keys, config.retentionSeconds * 1000);
   const stats = new StatsStore(redis, keys.prefix, { flushIntervalMs: STATS_FLUSH_INTERVAL_MS, logger });
-  const lockout = new DestinationLockout(redis, keys.prefix);
+  const lockout = new DestinationLockout(redis, keys);
   const budget = new DailyBudget(redis, keys.prefix);
   const guard = new PumpingGuard(redis, { keyPrefix: keys.prefix, flushIntervalMs: GUARD_APPROVAL_FLUSH_INTERVAL_MS, logger });
   const gate = new SendGate({ redis, limiter: new SendLimiter(redis), guard, budget, lockout, keys });

@@ -20,15 +20,18 @@ import {
 } from './pumping-guard.js';
 import { hashTag, limitKey, limitScriptParts, type LimitRule, type LimitStatus, type SendLimiter } from './rate-limiter.js';
 import { ADMIT } from './send-gate.lua.js';
+import { tenantHashTag } from './tenant-slot.js';
 
 /**
- * The gate every send request passes before anything is stored or queued: geo permissions,
- * destination lockout, the pumping quarantine, the daily budget and the send limits, in that
+ * The gate every send request passes before anything is stored or queued: geo permissions, a
+ * reused Idempotency-Key, the pumping quarantine, the daily budget and the send limits, in that
  * order (cheapest and most final first; the limits last because they record the send). A refused
- * request leaves no trace in the limits and never reaches a provider.
+ * request leaves no trace in the limits and never reaches a provider. (The destination's lockout
+ * is not here: it lives with the destination's verifications and the store refuses a locked
+ * create, lockout.ts.)
  *
  * One Redis step: a script on the tenant's slot (send-gate.lua.ts), where the destination's
- * lockout and no-WhatsApp hint live too. A create whose plan the hint changes asks twice.
+ * no-WhatsApp hint lives too. A create whose plan the hint changes asks twice.
  */
 
 /** Why a request was refused. `rule` is what a 429/403 names; `silenceable` ones may get a decoy. */
@@ -38,7 +41,19 @@ export type Refusal =
   | { kind: 'lockout'; rule: 'destination_lockout'; retryAfterMs: number; silenceable: true }
   | { kind: 'quarantine'; rule: 'pumping_guard'; subject: GuardSubject; reason: string; silenceable: true }
   | { kind: 'budget'; rule: `budget_${Channel}`; retryAfterMs: number; silenceable: false }
-  | { kind: 'rate_limit'; rule: string; retryAfterMs: number; silenceable: false };
+  | { kind: 'rate_limit'; rule: string; retryAfterMs: number; silenceable: false }
+  /** Not a send refusal: the Idempotency-Key was used with another request (a 422, never a decoy). */
+  | { kind: 'idempotency_conflict'; rule: 'idempotency_key'; silenceable: false };
+
+/**
+ * A create's Idempotency-Key: `name` is unique per tenant and key (the id's own part), `fingerprint`
+ * the request's, and the marker lives as long as the verification's record can (`ttlMs`).
+ */
+export interface IdempotencyMarker {
+  name: string;
+  fingerprint: string;
+  ttlMs: number;
+}
 
 export interface SendRequest {
   tenant: string;
@@ -58,6 +73,8 @@ export interface SendRequest {
    * the user picked, a resend).
    */
   channelsWithoutWhatsApp?: Channel[] | undefined;
+  /** A create's Idempotency-Key, checked against the request that first used it. */
+  idempotency?: IdempotencyMarker | undefined;
 }
 
 export type GateDecision =
@@ -77,8 +94,9 @@ export interface SendGateDeps {
   limiter: SendLimiter;
   guard: PumpingGuard;
   budget: DailyBudget;
+  /** The destination's lockout, for `status` (the store's scripts enforce it). */
   lockout: DestinationLockout;
-  /** The key prefix of the limits, and the no-WhatsApp hints' keys. */
+  /** The key prefix of the limits and the idempotency markers, and the no-WhatsApp hints' keys. */
   keys: Pick<KeySpace, 'prefix' | 'noWhatsApp'>;
 }
 
@@ -139,8 +157,8 @@ function decision(
 ): GateDecision {
   const kind = String(reply[0]);
   switch (kind) {
-    case 'lockout':
-      return refused({ kind: 'lockout', rule: 'destination_lockout', retryAfterMs: Number(reply[1]), silenceable: true });
+    case 'idempotency_conflict':
+      return refused({ kind: 'idempotency_conflict', rule: 'idempotency_key', silenceable: false });
     case 'quarantine': {
       const subject = call.subjects[Number(reply[1]) - 1];
       if (subject === undefined) throw new Error('send gate: quarantine reply names no subject');
@@ -201,8 +219,9 @@ export class SendGate {
     const rules = limitRules(request, this.deps.keys.prefix);
     const limits = limitScriptParts(rules);
     const guard = guardSendParts(this.deps.guard.keys, tenant, subjects);
+    const idempotency = request.idempotency;
     const keys = [
-      this.deps.lockout.keys(tenant, request.destinationMac).lock,
+      ...(idempotency !== undefined ? [`${this.deps.keys.prefix}:idem:${tenantHashTag(tenant)}:${idempotency.name}`] : []),
       ...(hintCheck ? [this.deps.keys.noWhatsApp(tenant, request.destinationMac)] : []),
       ...(subjects.length > 0 ? [guard.index, ...guard.subjectKeys] : []),
       ...(budgetLimit >= 0 ? [this.deps.budget.keyFor(tenant, first, now)] : []),
@@ -216,6 +235,8 @@ export class SendGate {
         subjects.length,
         budgetLimit,
         hintCheck ? 1 : 0,
+        idempotency?.fingerprint ?? '',
+        idempotency?.ttlMs ?? 0,
         ...(subjects.length > 0 ? guardSettingsArgs(security.pumping) : NO_GUARD_SETTINGS),
         ...guard.members,
         ...limits.args,

@@ -1,3 +1,4 @@
+import { LOCKOUT_PRELUDE } from '../security/lockout.lua.js';
 import { UNPACK_ARGV_LUA } from './packed-args.js';
 
 /**
@@ -103,58 +104,89 @@ function script(body: string): string {
 }
 
 /**
- * create: ARGV (packed, packed-args.ts: a record has ~50) = recordTtlMs, then field/value pairs.
+ * create: ARGV (packed, packed-args.ts: a record has ~50) = recordTtlMs, lockBase ('' to skip the
+ * lockout: a decoy, which is never sent), then field/value pairs (`tenant` and `dmac` among them).
  * Writes nothing when the id exists (an idempotent replay) and returns the stored request
- * fingerprint so the caller can tell a true replay from a reused key.
- * → {'created'} | {'exists', fingerprint}
+ * fingerprint so the caller can tell a true replay from a reused key; writes nothing either while
+ * the destination is locked (lockout.lua.ts), which the record's slot is the place to know.
+ * → {'created'} | {'exists', fingerprint} | {'locked', retryAfterMs}
  */
 export const CREATE = script(`${UNPACK_ARGV_LUA}
+${LOCKOUT_PRELUDE}
 if redis.call('EXISTS', KEY) == 1 then
   return { 'exists', redis.call('HGET', KEY, 'fingerprint') or '' }
 end
-redis.call('HSET', KEY, unpack(ARGV, 2))
+if ARGV[2] ~= '' then
+  local tenant, dmac
+  for i = 3, #ARGV, 2 do
+    if ARGV[i] == 'tenant' then tenant = ARGV[i + 1] elseif ARGV[i] == 'dmac' then dmac = ARGV[i + 1] end
+  end
+  local locked = redis.call('PTTL', lock_keys(ARGV[2], tenant, dmac).locked)
+  if locked > 0 then return { 'locked', locked } end
+end
+redis.call('HSET', KEY, unpack(ARGV, 3))
 redis.call('PEXPIRE', KEY, ARGV[1])
 return { 'created' }
 `);
 
 /**
- * check: ARGV = tenant, candidateMac, now, blindingSalt, retentionMs.
- * Counts the attempt and compares in one step, so concurrent guesses can neither exceed the
- * attempt limit nor approve twice. The comparison is of SHA-1(salt .. mac) on both sides with a
- * fresh random salt per call (the "double HMAC" blinding): whatever Lua's string equality leaks
- * about timing is about values the caller cannot predict, so it says nothing about the stored MAC.
- * → {status, attemptsRemaining, ended 0|1 (this call ended the verification), destinationMac}: the status after this check, `consumed` for an already approved one,
- *   `not_found` for an unknown id or another tenant's; when ended, followed by the ending:
- *   purpose, country, to, kind, createdAt, latest channel, hasCallback 0|1.
+ * check: ARGV = tenant, candidateMac, now, blindingSalt, retentionMs, lockBase ('' for an id from
+ * before destination tags: no lockout), then the lockout's 4 settings (lockout.lua.ts).
+ * One step for the whole check: the destination's lockout refuses first (whatever the
+ * verification's state), then the attempt is counted and compared, a wrong code counts towards
+ * the lockout and a right one ends the run of wrong ones — so concurrent guesses can neither
+ * exceed the attempt limit, nor approve twice, nor slip past a lock another check just set. The
+ * comparison is of SHA-1(salt .. mac) on both sides with a fresh random salt per call (the
+ * "double HMAC" blinding): whatever Lua's string equality leaks about timing is about values the
+ * caller cannot predict, so it says nothing about the stored MAC.
+ * → {status, attemptsRemaining, ended 0|1 (this call ended the verification), destinationMac,
+ *   lockMs}: the status after this check, `consumed` for an already approved one, `not_found`
+ *   for an unknown id or another tenant's, `locked` for a locked destination (lockMs: how much
+ *   longer); lockMs is also set when this wrong code locked it. When ended, followed by the
+ *   ending: purpose, country, to, kind, createdAt, latest channel, hasCallback 0|1.
  */
-export const CHECK = script(`
-local tenant, candidate, now, salt, retention = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
+export const CHECK = script(`${LOCKOUT_PRELUDE}
+local tenant, candidate, now, salt, retention, lockBase = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6]
 local v = redis.call('HMGET', KEY, 'tenant', 'status', 'expiresAt', 'attempts', 'maxAttempts', 'codeMac', 'dmac', 'decoy')
-if not v[1] or v[1] ~= tenant then return { 'not_found', 0, 0, '' } end
+if not v[1] or v[1] ~= tenant then return { 'not_found', 0, 0, '', 0 } end
 local dmac = v[7] or ''
+local lk
+if lockBase ~= '' and dmac ~= '' then
+  lk = lock_keys(lockBase, tenant, dmac)
+  -- Too many wrong codes across this destination's verifications: refuse guesses for a while.
+  local locked = redis.call('PTTL', lk.locked)
+  if locked > 0 then return { 'locked', 0, 0, dmac, locked } end
+end
+-- A wrong code (this attempt's, or one past the limit) counts towards the destination's lockout.
+local function wrong()
+  if lk then return record_failure(lk, lockout_settings(7)) end
+  return 0
+end
 local status, expiresAt, attempts, maxAttempts = v[2], tonumber(v[3]), tonumber(v[4]), tonumber(v[5])
 if status == 'pending' and now >= expiresAt then
   finish('expired', now, retention)
-  return { 'expired', 0, 1, dmac, ending() }
+  return { 'expired', 0, 1, dmac, 0, ending() }
 end
 -- An approved verification is consumed: report it apart so the API can answer as for an unknown id.
-if status ~= 'pending' then return { status == 'approved' and 'consumed' or status, 0, 0, dmac } end
+if status ~= 'pending' then return { status == 'approved' and 'consumed' or status, 0, 0, dmac, 0 } end
 if attempts >= maxAttempts then
   finish('max_attempts', now, retention)
-  return { 'max_attempts', 0, 1, dmac, ending() }
+  return { 'max_attempts', 0, 1, dmac, wrong(), ending() }
 end
 attempts = redis.call('HINCRBY', KEY, 'attempts', 1)
 -- A decoy (a silently refused create) was never sent: nothing the caller types can match it.
 if not v[8] and redis.sha1hex(salt .. v[6]) == redis.sha1hex(salt .. candidate) then
   redis.call('HSET', KEY, 'approvedAt', now)
   finish('approved', now, retention)
-  return { 'approved', maxAttempts - attempts, 1, dmac, ending() }
+  -- A right code ends the run of consecutive wrong ones (the 24 h ceiling keeps counting).
+  if lk then redis.call('DEL', lk.fails) end
+  return { 'approved', maxAttempts - attempts, 1, dmac, 0, ending() }
 end
 if attempts >= maxAttempts then
   finish('max_attempts', now, retention)
-  return { 'max_attempts', 0, 1, dmac, ending() }
+  return { 'max_attempts', 0, 1, dmac, wrong(), ending() }
 end
-return { 'pending', maxAttempts - attempts, 0, dmac }
+return { 'pending', maxAttempts - attempts, 0, dmac, wrong() }
 `);
 
 /**
@@ -292,16 +324,22 @@ return result
 
 /**
  * resend: ARGV = tenant, channel ('' = the channel of the latest delivery), now, cooldownMs,
- * maxSends. Starts a new delivery of the same code. The superseded delivery is marked as fallen
- * back so its own timeout or a late failure does not start yet another message.
+ * maxSends, lockBase ('' for an id from before destination tags). Starts a new delivery of the
+ * same code, unless the destination is locked after repeated wrong codes (lockout.lua.ts). The
+ * superseded delivery is marked as fallen back so its own timeout or a late failure does not
+ * start yet another message.
  * → {'ok', m, channel, decoy 0|1} | {'not_found'} | {'not_pending', status} | {'cooldown', retryAfterMs}
- *   | {'max_sends'} | {'channel_not_allowed'}
+ *   | {'locked', retryAfterMs} | {'max_sends'} | {'channel_not_allowed'}
  */
-export const RESEND = script(`
-local tenant, wanted, now, cooldown, maxSends = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local v = redis.call('HMGET', KEY, 'tenant', 'status', 'expiresAt', 'sends', 'lastSendAt', 'kind', 'decoy')
+export const RESEND = script(`${LOCKOUT_PRELUDE}
+local tenant, wanted, now, cooldown, maxSends, lockBase = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
+local v = redis.call('HMGET', KEY, 'tenant', 'status', 'expiresAt', 'sends', 'lastSendAt', 'kind', 'decoy', 'dmac')
 if not v[1] or v[1] ~= tenant then return { 'not_found' } end
 if v[2] ~= 'pending' or now >= tonumber(v[3]) then return { 'not_pending', v[2] == 'pending' and 'expired' or v[2] } end
+if lockBase ~= '' and v[8] and v[8] ~= '' then
+  local locked = redis.call('PTTL', lock_keys(lockBase, tenant, v[8]).locked)
+  if locked > 0 then return { 'locked', locked } end
+end
 local sends, last = tonumber(v[4]), tonumber(v[5])
 local wait = last + cooldown - now
 if wait > 0 then return { 'cooldown', wait } end

@@ -14,7 +14,8 @@ import {
 import { randomHex } from '../security/random-pool.js';
 import type { KeySpace } from './keys.js';
 import { packArgs } from './packed-args.js';
-import { RecentOwners, type VerificationOwner } from './recent-owners.js';
+import type { SecurityPolicy } from '../config/security-policy.js';
+import { lockoutSettingsArgs } from '../security/lockout.js';
 import { bindScript } from './scripts.js';
 import * as lua from './verification.lua.js';
 
@@ -24,8 +25,6 @@ export type RedisClient = Redis | Cluster;
 /** What a new verification is created with; the code itself never reaches the store. */
 export interface NewVerification {
   id: string;
-  /** The id is random (no Idempotency-Key): no other verification will ever carry it (recent-owners.ts). */
-  randomId?: boolean;
   tenant: string;
   to: string;
   kind: 'phone' | 'email';
@@ -64,16 +63,25 @@ export type ExpireResult =
   | { kind: 'not_due'; msLeft: number }
   | { kind: 'missing' };
 
-export type CreateResult = { created: true } | { created: false; fingerprint: string };
+export type CreateResult =
+  | { created: true }
+  | { created: false; fingerprint: string }
+  /** The destination is locked after repeated wrong codes: nothing was stored. */
+  | { created: false; lockedForMs: number };
 
-export type CheckStatus = VerificationStatus | 'not_found' | 'consumed';
+export type CheckStatus = VerificationStatus | 'not_found' | 'consumed' | 'locked';
 export interface CheckResult {
   status: CheckStatus;
   attemptsRemaining: number;
   /** True when this very check ended the verification (approved, max_attempts, expired). */
   ended: boolean;
-  /** The destination's MAC ('' for an unknown id), for the cross-verification lockout. */
+  /** The destination's MAC ('' for an unknown id). */
   destinationMac: string;
+  /**
+   * How long the destination stays locked: when `locked` (nothing was counted), or when this
+   * wrong code locked it; otherwise 0.
+   */
+  lockMs: number;
   /** Only when `ended`: what reporting the ending needs, read in the check's own step. */
   ending?: VerificationEnding;
 }
@@ -176,6 +184,7 @@ export type ResendResult =
   | { kind: 'not_found' }
   | { kind: 'not_pending'; status: string }
   | { kind: 'cooldown'; retryAfterMs: number }
+  | { kind: 'locked'; retryAfterMs: number }
   | { kind: 'max_sends' }
   | { kind: 'channel_not_allowed' };
 
@@ -310,17 +319,13 @@ export function decodeVerification(fields: Record<string, string>): StoredVerifi
   };
 }
 
-/** Owners remembered per process (recent-owners.ts): ~250 B each, minutes of checks at a busy rate. */
-const RECENT_OWNERS = 50_000;
-
 /**
  * Typed access to verification state in Redis. Every mutating method is one Lua script on one
- * key; nothing here keeps state between calls but the owners of recently created verifications,
- * which never change, so any number of processes may share a Redis.
+ * slot (keys.ts); nothing here keeps state between calls, so any number of processes may share a
+ * Redis.
  */
 export class VerificationStore {
   private readonly scripts: Record<ScriptName, ScriptRunner>;
-  private readonly recentOwners = new RecentOwners(RECENT_OWNERS);
 
   constructor(
     private readonly redis: RedisClient,
@@ -330,7 +335,8 @@ export class VerificationStore {
     this.scripts = defineScripts(redis);
   }
 
-  async create(record: NewVerification): Promise<CreateResult> {
+  /** `lockout: false` stores without looking at the destination's lockout (a decoy, which is never sent). */
+  async create(record: NewVerification, options: { lockout: boolean } = { lockout: true }): Promise<CreateResult> {
     const fields: (string | number)[] = [
       'id', record.id,
       'tenant', record.tenant,
@@ -362,34 +368,36 @@ export class VerificationStore {
     ];
     const ttlMs = record.expiresAt - record.createdAt + this.retentionMs;
     // Every value is validated or generated (ids, MACs, E.164, an email address, a URL): none has a NUL.
-    const reply = await this.scripts.kurirCreate(this.keys.verification(record.id), packArgs([ttlMs, ...fields]));
-    if (str(reply[0]) !== 'created') return { created: false, fingerprint: str(reply[1]) };
-    if (record.randomId === true) this.recentOwners.remember(record.id, { tenant: record.tenant, destinationMac: record.destinationMac });
-    return { created: true };
-  }
-
-  /** Tenant and destination MAC of a verification, for the checks that run before its script. */
-  async owner(id: string): Promise<VerificationOwner | undefined> {
-    const known = this.recentOwners.get(id);
-    if (known !== undefined) return known;
-    const [tenant, destinationMac] = await this.redis.hmget(this.keys.verification(id), 'tenant', 'dmac');
-    return tenant === null || tenant === undefined ? undefined : { tenant, destinationMac: destinationMac ?? '' };
+    const lockBase = options.lockout ? this.keys.lockBase(record.destinationMac) : '';
+    const reply = await this.scripts.kurirCreate(this.keys.verification(record.id), packArgs([ttlMs, lockBase, ...fields]));
+    switch (str(reply[0])) {
+      case 'created':
+        return { created: true };
+      case 'locked':
+        return { created: false, lockedForMs: num(reply[1]) };
+      default:
+        return { created: false, fingerprint: str(reply[1]) };
+    }
   }
 
   async get(id: string): Promise<StoredVerification | undefined> {
     return decodeVerification(await this.redis.hgetall(this.keys.verification(id)));
   }
 
-  async check(id: string, tenant: string, candidateMac: string, now: number): Promise<CheckResult> {
+  async check(id: string, tenant: string, candidateMac: string, now: number, lockout: SecurityPolicy['lockout']): Promise<CheckResult> {
     const salt = randomHex(16);
-    const reply = await this.scripts.kurirCheck(this.keys.verification(id), tenant, candidateMac, now, salt, this.retentionMs);
+    const lockBase = this.keys.lockBaseOf(id) ?? '';
+    const reply = await this.scripts.kurirCheck(
+      this.keys.verification(id), tenant, candidateMac, now, salt, this.retentionMs, lockBase, ...lockoutSettingsArgs(lockout),
+    );
     const result: CheckResult = {
       status: str(reply[0]) as CheckStatus,
       attemptsRemaining: num(reply[1]),
       ended: num(reply[2]) === 1,
       destinationMac: str(reply[3]),
+      lockMs: num(reply[4]),
     };
-    if (result.ended && reply.length >= 11) result.ending = parseEnding(reply, 4);
+    if (result.ended && reply.length >= 12) result.ending = parseEnding(reply, 5);
     return result;
   }
 
@@ -487,7 +495,7 @@ export class VerificationStore {
     limits: { cooldownMs: number; maxSends: number },
   ): Promise<ResendResult> {
     const reply = await this.scripts.kurirResend(
-      this.keys.verification(id), tenant, channel ?? '', now, limits.cooldownMs, limits.maxSends,
+      this.keys.verification(id), tenant, channel ?? '', now, limits.cooldownMs, limits.maxSends, this.keys.lockBaseOf(id) ?? '',
     );
     const kind = str(reply[0]);
     switch (kind) {
@@ -499,6 +507,7 @@ export class VerificationStore {
       case 'not_pending':
         return { kind, status: str(reply[1]) };
       case 'cooldown':
+      case 'locked':
         return { kind, retryAfterMs: num(reply[1]) };
       case 'not_found':
       case 'max_sends':

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { randomInt, randomUUID } from 'node:crypto';
+import { createHmac, randomInt, randomUUID } from 'node:crypto';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -16,7 +16,7 @@ import { PumpingGuard, type GuardSubject } from '../../common/security/pumping-g
 import { SendLimiter, limitKey, type LimitRule } from '../../common/security/rate-limiter.js';
 import { SendGate, limitRules } from '../../common/security/send-gate.js';
 import { StatsStore } from '../../common/stats/stats.store.js';
-import { createKeySpace } from '../../common/store/keys.js';
+import { createKeySpace, verificationId } from '../../common/store/keys.js';
 import { createRedisConnection } from '../../common/store/redis-connection.js';
 import { VerificationStore, type RedisClient } from '../../common/store/verification.store.js';
 import { inspectRedis } from '../../common/runtime/redis-checks.js';
@@ -57,9 +57,6 @@ const CANNED: Record<string, (argv: unknown[]) => unknown> = {
   kurirGuardRecordApprovals: () => 1,
   kurirGuardStats: () => [0, 0, 0, 0],
   kurirGuardRelease: () => 1,
-  kurirLockoutFailure: () => [0, 0],
-  kurirLockoutState: () => [-2, 0],
-  kurirLockoutStateAndExists: () => [-2, 0, 0],
   kurirStatsAdd: () => 0,
   kurirBudgetConsume: () => [1, 1],
 };
@@ -88,6 +85,9 @@ class RecordingRedis {
   }
   async exists(): Promise<number> {
     return 0;
+  }
+  async pttl(): Promise<number> {
+    return -2;
   }
   async hmget(_key: string, ...fields: string[]): Promise<null[]> {
     return fields.map(() => null);
@@ -156,7 +156,7 @@ describe('key slots of every Lua call site (no Redis needed)', () => {
       const limiter = new SendLimiter(redis);
       const guard = new PumpingGuard(redis, { keyPrefix: prefix });
       const budget = new DailyBudget(redis, prefix);
-      const lockout = new DestinationLockout(redis, prefix);
+      const lockout = new DestinationLockout(redis, keys);
       const gate = new SendGate({ redis, limiter, guard, budget, lockout, keys });
       for (const tenant of ['acme', 'beta', 'bank-7_x']) {
         const security = tenantPolicy(DEFAULT_POLICY, tenant).security;
@@ -164,21 +164,27 @@ describe('key slots of every Lua call site (no Redis needed)', () => {
         for (const to of ['+6281234567890', '+16502531234', '+447911123456', 'user.name@example.com']) {
           for (const ip of ['203.0.113.7', '2001:db8::1', undefined]) {
             const now = Date.now();
-            const destinationMac = `mac${randomInt(1e9).toString(16)}`;
+            const destinationMac = createHmac('sha256', 'test').update(String(randomInt(1e9))).digest('base64url');
             const request = { tenant, destination: destination(to), destinationMac, ip, security: { ...security, pumping }, now };
             // With an SMS budget that fails closed, so the gate's script also reads a budget counter.
             const budgets = { ...security.budgets, sms: { dailyMessages: 1000, failClosed: true } };
             for (const channels of [['whatsapp', 'sms', 'email'], ['sms']] as const) {
               // With the no-WhatsApp hint's key too, as a create's automatic plan reads it.
               const channelsWithoutWhatsApp = channels.length > 1 ? (['sms'] as Channel[]) : undefined;
-              const decision = await gate.admit({ ...request, security: { ...request.security, budgets }, channels: [...channels], channelsWithoutWhatsApp, eventId: `ver_${randomUUID().slice(0, 12)}-1` });
+              const decision = await gate.admit({ ...request, security: { ...request.security, budgets }, channels: [...channels], channelsWithoutWhatsApp, eventId: `ver_${randomUUID().slice(0, 12)}-1`, idempotency: channels.length > 1 ? { name: randomUUID(), fingerprint: 'fp', ttlMs: 60_000 } : undefined });
               if (decision.admitted) await gate.cancel(decision, `ver_x-${now}`);
             }
             await limiter.consume(limitRules(request, prefix), now, `ver_${randomUUID().slice(0, 12)}-1`);
             await gate.status(request);
             await gate.recordApproval(tenant, request.destination, request.security, now - 1000, now);
-            await lockout.recordFailure(tenant, destinationMac, security.lockout);
             await lockout.state(tenant, destinationMac);
+            // The lockout's keys, which the store's create and check scripts build from the
+            // record (lockout.lua.ts), are in the slot of the destination's verifications.
+            const id = verificationId(destinationMac, randomUUID().replaceAll('-', '').slice(0, 24));
+            for (const key of Object.values(lockout.keys(tenant, destinationMac))) {
+              assert.equal(keySlot(key), keySlot(keys.verification(id)), `${key} is not in the slot of ${keys.verification(id)}`);
+            }
+            assert.equal(keys.lockBaseOf(id), keys.lockBase(destinationMac));
             await budget.consume(tenant, 'sms', 100, now);
             await new StatsStore(redis, prefix).add(tenant, now, [{ country: 'ID', channel: 'sms', counters: { created: 1, cost: 5 }, samples: { ttv: 3 } }]);
           }
@@ -457,7 +463,7 @@ describe('Kurir on a local 3-primary Redis Cluster', { skip: unavailable ?? fals
     const c = live();
     // The data really is spread: a single-node accident could not hide a cross-slot script.
     const perNode = await keysPerNode(c, k.prefix);
-    const verificationNodes = [...perNode].filter(([, keys]) => keys.some((key) => key.startsWith(`${k.prefix}:{ver_`)));
+    const verificationNodes = [...perNode].filter(([, keys]) => keys.some((key) => key.startsWith(`${k.prefix}:{d`) && key.includes('}:ver_')));
     assert.ok(verificationNodes.length >= 2, `verification keys on ${verificationNodes.length} node(s) only`);
     const queueNodes = new Map<string, number>();
     for (const [port, keys] of perNode) {
@@ -469,7 +475,7 @@ describe('Kurir on a local 3-primary Redis Cluster', { skip: unavailable ?? fals
     assert.ok(new Set(queueNodes.values()).size >= 2, `queues all on one node: ${JSON.stringify([...queueNodes])}`);
 
     const counts = audit.scriptCounts();
-    for (const script of ['kurirCreate', 'kurirCheck', 'kurirBeginSend', 'kurirMarkSent', 'kurirFallback', 'kurirReceipt', 'kurirResend', 'kurirCancel', 'kurirSendGate', 'kurirLimitPeek', 'kurirGuardRecordApprovals', 'kurirGuardRelease', 'kurirLockoutState', 'kurirLockoutFailure', 'kurirBudgetConsume']) {
+    for (const script of ['kurirCreate', 'kurirCheck', 'kurirBeginSend', 'kurirMarkSent', 'kurirFallback', 'kurirReceipt', 'kurirResend', 'kurirCancel', 'kurirSendGate', 'kurirLimitPeek', 'kurirGuardRecordApprovals', 'kurirGuardRelease', 'kurirBudgetConsume']) {
       assert.ok((counts.get(script) ?? 0) > 0, `script ${script} never ran on the cluster; ran: ${[...counts.keys()].join(', ')}`);
     }
     assert.ok([...counts.keys()].some((name) => /^(addStandardJob|addDelayedJob|moveToFinished)/.test(name)), 'BullMQ scripts were audited too');

@@ -23,7 +23,7 @@ function assertProblem(reply: HttpReply, status: number, code: string): void {
 }
 
 async function verificationKeys(): Promise<string[]> {
-  return (await keysOf(k.redis, k.prefix)).filter((key) => key.includes(':{ver_'));
+  return (await keysOf(k.redis, k.prefix)).filter((key) => key.includes('}:ver_'));
 }
 
 describe('authentication', () => {

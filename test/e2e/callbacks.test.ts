@@ -215,7 +215,7 @@ describe('tenant callbacks', () => {
     await receiver.waitFor(url, (entry) => entry.event.type === 'verification.delivered');
     const { job, state } = await jobState(QUEUES.verificationExpiry, jobIds.verificationExpiry(created.id));
     assert.equal(state, 'delayed');
-    const key = `${k.prefix}:{${created.id}}`;
+    const key = k.kurir.services.keys.verification(created.id);
     assert.equal(await k.redis.hexists(key, 'codeSealed'), 1);
     const endedBefore = (await k.kurir.services.metrics.verificationsEnded.get()).values.find(
       (value) => value.labels.tenant === 'acme' && value.labels.status === 'expired',

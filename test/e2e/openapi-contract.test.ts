@@ -20,14 +20,15 @@ import { TENANTS, magicNumber, startKurir, type HttpReply, type KurirHarness } f
  *
  * The policy (test/fixtures/contract.policy.yaml) makes limits trip at once: `acme` gets one code
  * per destination per 10 minutes, a lockout after one wrong code and no SMS to Indonesia; `beta`
- * gets no SMS budget and two attempts per code; `gamma` gets the built-in defaults.
+ * gets no SMS budget and two attempts per code; `delta` loose limits and a lockout after one wrong
+ * code; `gamma` gets the built-in defaults.
  */
 
 type Method = 'get' | 'post';
 type JsonObject = Record<string, unknown>;
-type Tenant = keyof typeof TENANTS | 'gamma';
+type Tenant = keyof typeof TENANTS | 'gamma' | 'delta';
 
-const GAMMA_KEY = 'gamma_test_key_0000000003';
+const EXTRA_KEYS = { gamma: 'gamma_test_key_0000000003', delta: 'delta_test_key_0000000004' } as const;
 
 let k: KurirHarness;
 let served: OpenApiDocument;
@@ -246,7 +247,7 @@ async function created(tenant: Tenant, last4 = '0000', extra: JsonObject = {}): 
 }
 
 function authorization(tenant: Tenant): Record<string, string> {
-  return { Authorization: `Bearer ${tenant === 'gamma' ? GAMMA_KEY : TENANTS[tenant]}` };
+  return { Authorization: `Bearer ${tenant === 'gamma' || tenant === 'delta' ? EXTRA_KEYS[tenant] : TENANTS[tenant]}` };
 }
 
 /** Polls the public view until `predicate` holds (not a checked answer: only the final GET is). */
@@ -276,7 +277,7 @@ const AFTER_COOLDOWN_MS = 1100;
 before(async () => {
   k = await startKurir({
     KURIR_POLICY_FILE: fileURLToPath(new URL('../fixtures/contract.policy.yaml', import.meta.url)),
-    KURIR_API_KEYS: [...Object.entries(TENANTS), ['gamma', GAMMA_KEY]].map(([tenant, key]) => `${tenant}=${key}`).join(','),
+    KURIR_API_KEYS: [...Object.entries(TENANTS), ...Object.entries(EXTRA_KEYS)].map(([tenant, key]) => `${tenant}=${key}`).join(','),
   });
   secret = k.kurir.services.config.provider.webhookSecret;
   const reply = await k.request('GET', '/openapi.json', { tenant: null });
@@ -475,18 +476,18 @@ describe('OpenAPI contract, over HTTP', () => {
   });
 
   test('a wrong code locks the destination: 429 destination_locked on check, resend and create', async () => {
-    const target = await created('acme');
+    const target = await created('delta');
     const wrong = wrongCode(await target.code());
-    const first = await expectAnswer('post', CHECK, { id: target.id, body: { code: wrong } }, { status: 200 });
+    const first = await expectAnswer('post', CHECK, { tenant: 'delta', id: target.id, body: { code: wrong } }, { status: 200 });
     assert.equal(first.body['status'], 'pending');
     const locked = { status: 429, code: 'destination_locked', rule: 'destination_lockout' };
-    const check = await expectAnswer('post', CHECK, { id: target.id, body: { code: wrong } }, locked);
+    const check = await expectAnswer('post', CHECK, { tenant: 'delta', id: target.id, body: { code: wrong } }, locked);
     assert.ok(Number(check.headers.get('retry-after')) > 60);
     await pause(AFTER_COOLDOWN_MS);
-    await expectAnswer('post', RESEND, { id: target.id }, locked);
-    await expectAnswer('post', CREATE, { body: { to: target.to, purpose: 'login' } }, locked);
+    await expectAnswer('post', RESEND, { tenant: 'delta', id: target.id }, locked);
+    await expectAnswer('post', CREATE, { tenant: 'delta', body: { to: target.to, purpose: 'login' } }, locked);
 
-    const limits = await expectAnswer('get', LIMITS, { query: `to=${encodeURIComponent(target.to)}` }, { status: 200 });
+    const limits = await expectAnswer('get', LIMITS, { tenant: 'delta', query: `to=${encodeURIComponent(target.to)}` }, { status: 200 });
     assert.equal((limits.body['lockout'] as JsonObject)['locked'], true);
   });
 

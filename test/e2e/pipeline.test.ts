@@ -265,6 +265,13 @@ describe('idempotency and tenants', () => {
     const reused = await k.create({ to, purpose: 'login' }, { 'Idempotency-Key': key });
     assert.equal(reused.status, 422);
     assert.equal(reused.body.code, 'idempotency_key_reused');
+    // Another destination names another verification id (its slot is the destination's), so the
+    // key's marker is what refuses it: nothing is created or sent.
+    const elsewhere = magicNumber('0000');
+    const moved = await k.create({ to: elsewhere, purpose: 'payment' }, { 'Idempotency-Key': key });
+    assert.equal(moved.status, 422, moved.text);
+    assert.equal(moved.body.code, 'idempotency_key_reused');
+    assert.equal(k.sentTo(elsewhere).length, 0);
   });
 
   test("another tenant's verification answers like an unknown id", async () => {

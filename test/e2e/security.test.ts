@@ -643,7 +643,7 @@ describe('checks: tenants, lockout, concurrency (security-checks.policy.yaml)', 
     const pending = answers.filter((answer) => answer.status === 'pending');
     assert.deepEqual(pending.map((answer) => answer.attemptsRemaining).sort(), [1, 2, 3, 4], 'four wrong codes left attempts, one each');
     assert.equal(answers.filter((answer) => answer.status === 'max_attempts').length, 46);
-    assert.equal(await k.redis.hget(`${k.prefix}:{${v.id}}`, 'attempts'), '5');
+    assert.equal(await k.redis.hget(k.kurir.services.keys.verification(v.id), 'attempts'), '5');
     // The right code afterwards is refused too.
     assert.deepEqual(await checked(k, v.id, code), { id: v.id, status: 'max_attempts', valid: false, attemptsRemaining: 0 });
     const view = await k.get(v.id);
@@ -833,7 +833,7 @@ describe('silent refusals (security-silent.policy.yaml)', () => {
 
   /** The plaintext code a decoy holds (it was generated like any other, only never sent). */
   async function storedCode(id: string): Promise<string> {
-    const sealed = await k.redis.hget(`${k.prefix}:{${id}}`, 'codeSealed');
+    const sealed = await k.redis.hget(k.kurir.services.keys.verification(id), 'codeSealed');
     assert.ok(sealed !== null, `no sealed code for ${id}`);
     return k.kurir.services.vault.open(id, sealed);
   }
@@ -849,7 +849,7 @@ describe('silent refusals (security-silent.policy.yaml)', () => {
     assert.equal(decoy.headers.get('content-type'), real.headers.get('content-type'));
     assert.deepEqual(Object.keys(decoy.body).sort(), Object.keys(real.body).sort());
     const body = decoy.body as unknown as Created;
-    assert.match(body.id, /^ver_[0-9a-f]{24}$/);
+    assert.match(body.id, /^ver_[0-9a-f]{28}$/);
     assert.deepEqual([body.status, body.to, body.plan, body.channel, body.attemptsRemaining], ['pending', denied, ['whatsapp', 'sms'], 'whatsapp', 5]);
     assert.equal(decoy.headers.get('location'), `/v1/verifications/${body.id}`);
     assert.equal((await viewAs(k, body.id, 'beta')).status, 'pending');

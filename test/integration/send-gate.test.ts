@@ -40,8 +40,9 @@ function withGate(label: string, body: (f: Fixture) => Promise<void>): Promise<v
     const limiter = new SendLimiter(redis);
     const guard = new PumpingGuard(redis, { keyPrefix: prefix });
     const budget = new DailyBudget(redis, prefix);
-    const lockout = new DestinationLockout(redis, prefix);
-    const gate = new SendGate({ redis, limiter, guard, budget, lockout, keys: createKeySpace(prefix) });
+    const keys = createKeySpace(prefix);
+    const lockout = new DestinationLockout(redis, keys);
+    const gate = new SendGate({ redis, limiter, guard, budget, lockout, keys });
     await body({ redis, prefix, gate, limiter, guard, budget, lockout });
   });
 }
@@ -124,19 +125,28 @@ describe('send gate', () => {
       assert.ok((await f.gate.admit(request({ security }))).admitted);
     }));
 
-  it("refuses a locked destination, the tenant's lock only, before any limit is touched", () =>
-    withGate('gate-lockout', async (f) => {
-      const settings = { ...DEFAULT_SECURITY.lockout, maxConsecutiveFailures: 1 };
-      await f.lockout.recordFailure(TENANT, 'mac-dest', settings);
-      const refusal = refusalOf(await f.gate.admit(request()));
-      assert.equal(refusal?.kind, 'lockout');
-      assert.ok(refusal?.kind === 'lockout' && refusal.retryAfterMs > 3_500_000 && refusal.silenceable);
-      assert.equal((await used(f, request())).destination_10m, 0);
-      // Another destination, and the same destination for another tenant, are not locked.
-      assert.ok((await f.gate.admit(request({ destinationMac: 'mac-other' }))).admitted);
-      assert.ok((await f.gate.admit(request({ tenant: 'beta' }))).admitted);
-      await f.lockout.unlock(TENANT, 'mac-dest');
-      assert.ok((await f.gate.admit(request({ eventId: 'ver_b-1' }))).admitted);
+  it("refuses a reused Idempotency-Key's other request before any limit is touched, and marks a key only once admitted", () =>
+    withGate('gate-idempotency', async (f) => {
+      const marker = `${f.prefix}:idem:{${TENANT}}:k1`;
+      const first = request({ idempotency: { name: 'k1', fingerprint: 'fp-a', ttlMs: 60_000 } });
+      assert.ok((await f.gate.admit(first)).admitted);
+      assert.equal(await f.redis.get(marker), 'fp-a');
+      const ttl = await f.redis.pttl(marker);
+      assert.ok(ttl > 59_000 && ttl <= 60_000, `marker TTL ${ttl}`);
+      // The retry (same request, same event) is a replay: admitted, counted once.
+      assert.ok((await f.gate.admit(first)).admitted);
+      assert.equal((await used(f, first)).destination_10m, 1);
+      // The same key with another request — another destination names another id, so only the marker tells.
+      const other = request({ destinationMac: 'mac-other', eventId: 'ver_other-1', idempotency: { name: 'k1', fingerprint: 'fp-b', ttlMs: 60_000 } });
+      assert.deepEqual(refusalOf(await f.gate.admit(other)), { kind: 'idempotency_conflict', rule: 'idempotency_key', silenceable: false });
+      assert.equal((await used(f, other)).destination_10m, 0);
+      assert.equal(await f.redis.get(marker), 'fp-a');
+      // Another tenant's same key is its own.
+      assert.ok((await f.gate.admit({ ...other, tenant: 'beta' })).admitted);
+      // A refused send marks nothing: the key stays free for a request that can go.
+      const closed = { ...DEFAULT_SECURITY, limits: { ...DEFAULT_SECURITY.limits, tenant: { perSecond: 0 } } };
+      assert.equal(refusalOf(await f.gate.admit(request({ security: closed, eventId: 'ver_c-1', idempotency: { name: 'k2', fingerprint: 'fp-c', ttlMs: 60_000 } })))?.kind, 'rate_limit');
+      assert.equal(await f.redis.exists(`${f.prefix}:idem:{${TENANT}}:k2`), 0);
     }));
 
   it('admits the plan without WhatsApp when the tenant knows the number has none, in the same script otherwise', () =>

@@ -173,7 +173,7 @@ describe('recording points', () => {
       const store = new VerificationStore(redis, keys, 60_000);
       const id = `ver_${randomBytes(8).toString('hex')}`;
       await store.create({
-        id, tenant: 'acme', to: '+6281234560000', destinationMac: 'm', kind: 'phone', country: 'ID', purpose: 'login', locale: 'id',
+        id, tenant: 'acme', to: '+6281234560000', destinationMac: 'bWFjLW9mLWEtbnVtYmVy', kind: 'phone', country: 'ID', purpose: 'login', locale: 'id',
         plan: ['whatsapp', 'sms'], firstChannel: 'whatsapp', firstReason: 'initial', maxAttempts: 5, codeLength: 6, deliveryTimeoutSeconds: 30,
         codeMac: 'c', codeSealed: 's', createdAt: clock.now, expiresAt: clock.now + 300_000, fingerprint: 'f',
       });

@@ -10,7 +10,8 @@ import { Redis } from 'ioredis';
 import { deliveryDeadlines } from '../../common/delivery/deadlines.js';
 import { nextChannel, type Verification } from '../../common/domain/verification.js';
 import { createCodeVault } from '../../common/security/code-vault.js';
-import { createKeySpace, type KeySpace } from '../../common/store/keys.js';
+import { DestinationLockout } from '../../common/security/lockout.js';
+import { createKeySpace, verificationId, type KeySpace } from '../../common/store/keys.js';
 import {
   VerificationStore,
   type CheckResult,
@@ -29,6 +30,11 @@ const LIFETIME_MS = 10 * 60_000;
 const RETENTION_MS = 60_000;
 const MAX_ATTEMPTS = 5;
 const LIMITS = { cooldownMs: 30_000, maxSends: 5 };
+/** A lockout that the state-machine tests never reach; the lockout's own tests use LOCKING. */
+const LOCKOUT = { maxConsecutiveFailures: 100, windowSeconds: 3600, lockSeconds: 900, maxFailuresPer24Hours: 100 };
+const LOCKING = { maxConsecutiveFailures: 3, windowSeconds: 3600, lockSeconds: 900, maxFailuresPer24Hours: 5 };
+/** newVerification's destination MAC (a MAC's base64url shape), which the ids' tag comes from. */
+const DESTINATION_MAC = vault.destinationMac('+628123456789');
 /** What a check that ends a seeded verification reports with it (newVerification's values). */
 const ENDING = { purpose: 'login', country: 'ID', to: '+628123456789', kind: 'phone', createdAt: T0, channel: 'whatsapp', hasCallback: false } as const;
 
@@ -38,9 +44,9 @@ interface Fixture {
   store: VerificationStore;
 }
 
-/** Ids shaped like the API's (`ver_` + base62), so `parseExternalId` accepts them. */
-function newId(): string {
-  return `ver_${randomBytes(8).toString('hex')}`;
+/** Ids shaped like the API's (`ver_`, the destination's tag, 24 hex digits), so `parseExternalId` accepts them. */
+function newId(destinationMac = DESTINATION_MAC): string {
+  return verificationId(destinationMac, randomBytes(12).toString('hex'));
 }
 
 function newVerification(id: string, overrides: Partial<NewVerification> = {}): NewVerification {
@@ -48,7 +54,7 @@ function newVerification(id: string, overrides: Partial<NewVerification> = {}): 
     id,
     tenant: TENANT,
     to: '+628123456789',
-    destinationMac: 'dmac-test',
+    destinationMac: DESTINATION_MAC,
     kind: 'phone',
     country: 'ID',
     purpose: 'login',
@@ -112,31 +118,70 @@ function wrongCode(index: number): string {
   return String(200_000 + index);
 }
 
-describe('VerificationStore.owner', () => {
-  it('answers from memory for a random id this store created, from Redis for any other id', async () => {
-    await withStore('owner', async ({ redis, keys, store }) => {
-      const random = newId();
-      const derived = newId();
-      await store.create(newVerification(random, { randomId: true, destinationMac: 'dmac-random' }));
-      await store.create(newVerification(derived, { destinationMac: 'dmac-derived' }));
-      assert.deepEqual(await store.owner(random), { tenant: TENANT, destinationMac: 'dmac-random' });
-      assert.deepEqual(await store.owner(derived), { tenant: TENANT, destinationMac: 'dmac-derived' });
+describe('the destination lockout in the store scripts', () => {
+  it('counts wrong codes across verifications of a destination, locks at the limit, and refuses checks and creates while locked', async () => {
+    await withStore('lockout', async ({ redis, keys, store }) => {
+      const lockout = new DestinationLockout(redis, keys);
+      const first = await seed(store);
+      const second = await seed(store);
+      assert.equal((await store.check(first, TENANT, vault.mac(first, wrongCode(1)), T0, LOCKING)).lockMs, 0);
+      assert.equal((await store.check(second, TENANT, vault.mac(second, wrongCode(2)), T0, LOCKING)).lockMs, 0);
+      const third = await store.check(first, TENANT, vault.mac(first, wrongCode(3)), T0, LOCKING);
+      assert.equal(third.status, 'pending');
+      assert.equal(third.lockMs, LOCKING.lockSeconds * 1000, 'the third wrong code in a row locks the destination');
 
-      // With the records gone, only the remembered owner is still known; the check script still
-      // finds nothing for it (it reads the record itself).
-      await redis.del(keys.verification(random), keys.verification(derived));
-      assert.deepEqual(await store.owner(random), { tenant: TENANT, destinationMac: 'dmac-random' });
-      assert.equal(await store.owner(derived), undefined);
-      assert.equal((await store.check(random, TENANT, vault.mac(random, CODE), T0)).status, 'not_found');
+      // Locked: even the right code is refused, and no attempt is counted.
+      const before = (await mustGet(store, second)).attempts;
+      const refused = await store.check(second, TENANT, vault.mac(second, CODE), T0, LOCKING);
+      assert.equal(refused.status, 'locked');
+      assert.ok(refused.lockMs > 0 && refused.lockMs <= LOCKING.lockSeconds * 1000);
+      assert.equal((await mustGet(store, second)).attempts, before);
+      const create = await store.create(newVerification(newId()));
+      assert.equal(create.created, false);
+      assert.ok('lockedForMs' in create && create.lockedForMs > 0, 'a create to a locked destination is refused');
+      assert.deepEqual(await store.create(newVerification(newId()), { lockout: false }), { created: true }, 'a decoy is stored anyway');
+      assert.equal((await lockout.state(TENANT, DESTINATION_MAC)).locked, true);
+
+      // Another tenant's verifications to the same number are not locked.
+      const other = await seed(store, { tenant: 'other' });
+      assert.equal((await store.check(other, 'other', vault.mac(other, CODE), T0, LOCKING)).status, 'approved');
+
+      await lockout.unlock(TENANT, DESTINATION_MAC);
+      assert.equal((await store.check(second, TENANT, vault.mac(second, CODE), T0, LOCKING)).status, 'approved');
     });
   });
 
-  it('remembers nothing for a replay of an existing id', async () => {
-    await withStore('owner-replay', async ({ redis, keys, store }) => {
-      const id = newId();
-      await new VerificationStore(redis, keys, RETENTION_MS).create(newVerification(id, { destinationMac: 'dmac-first' }));
-      assert.equal((await store.create(newVerification(id, { randomId: true, destinationMac: 'dmac-second' }))).created, false);
-      assert.deepEqual(await store.owner(id), { tenant: TENANT, destinationMac: 'dmac-first' });
+  it('ends the run of wrong codes on a right one; the 24 h ceiling keeps counting', async () => {
+    await withStore('lockout-run', async ({ store }) => {
+      let daily = 0;
+      const wrongThenRight = async () => {
+        const id = await seed(store);
+        for (let i = 0; i < LOCKING.maxConsecutiveFailures - 1; i += 1) {
+          daily += 1;
+          const result = await store.check(id, TENANT, vault.mac(id, wrongCode(i)), T0, LOCKING);
+          if (daily < LOCKING.maxFailuresPer24Hours) assert.equal(result.lockMs, 0, `wrong code ${daily}`);
+          else return result;
+        }
+        assert.equal((await store.check(id, TENANT, vault.mac(id, CODE), T0, LOCKING)).status, 'approved');
+        return undefined;
+      };
+      // Two runs of 2 wrong codes, each ended by a right one: never 3 in a row.
+      assert.equal(await wrongThenRight(), undefined);
+      assert.equal(await wrongThenRight(), undefined);
+      // The fifth wrong code of the day locks, though the run is only 1 long.
+      const fifth = await wrongThenRight();
+      assert.ok(fifth !== undefined && fifth.lockMs >= LOCKING.lockSeconds * 1000, 'the daily ceiling locks');
+    });
+  });
+
+  it('leaves verifications with ids from before destination tags out of the lockout', async () => {
+    await withStore('lockout-untagged', async ({ store }) => {
+      const untagged = `ver_${randomBytes(12).toString('hex')}`;
+      assert.deepEqual(await store.create(newVerification(untagged)), { created: true });
+      for (let i = 0; i < LOCKING.maxConsecutiveFailures; i += 1) {
+        assert.equal((await store.check(untagged, TENANT, vault.mac(untagged, wrongCode(i)), T0, LOCKING)).lockMs, 0);
+      }
+      assert.equal((await store.check(untagged, TENANT, vault.mac(untagged, CODE), T0, LOCKING)).status, 'approved');
     });
   });
 });
@@ -188,18 +233,20 @@ describe('VerificationStore.check', () => {
   it('approves the right code once; a second check reports consumed', async () => {
     await withStore('check-ok', async ({ store }) => {
       const id = await seed(store);
-      assert.deepEqual(await store.check(id, TENANT, vault.mac(id, CODE), T0 + 1_000), {
+      assert.deepEqual(await store.check(id, TENANT, vault.mac(id, CODE), T0 + 1_000, LOCKOUT), {
         status: 'approved',
         attemptsRemaining: MAX_ATTEMPTS - 1,
         ended: true,
-        destinationMac: 'dmac-test',
+        destinationMac: DESTINATION_MAC,
+        lockMs: 0,
         ending: ENDING,
       });
-      assert.deepEqual(await store.check(id, TENANT, vault.mac(id, CODE), T0 + 2_000), {
+      assert.deepEqual(await store.check(id, TENANT, vault.mac(id, CODE), T0 + 2_000, LOCKOUT), {
         status: 'consumed',
         attemptsRemaining: 0,
         ended: false,
-        destinationMac: 'dmac-test',
+        destinationMac: DESTINATION_MAC,
+        lockMs: 0,
       });
       const stored = await mustGet(store, id);
       assert.equal(stored.status, 'approved');
@@ -213,19 +260,20 @@ describe('VerificationStore.check', () => {
     await withStore('check-wrong', async ({ store }) => {
       const id = await seed(store);
       const seen: CheckResult[] = [];
-      for (let i = 0; i < MAX_ATTEMPTS; i += 1) seen.push(await store.check(id, TENANT, vault.mac(id, wrongCode(i)), T0 + 1_000 + i));
+      for (let i = 0; i < MAX_ATTEMPTS; i += 1) seen.push(await store.check(id, TENANT, vault.mac(id, wrongCode(i)), T0 + 1_000 + i, LOCKOUT));
       assert.deepEqual(seen, [
-        { status: 'pending', attemptsRemaining: 4, ended: false, destinationMac: 'dmac-test' },
-        { status: 'pending', attemptsRemaining: 3, ended: false, destinationMac: 'dmac-test' },
-        { status: 'pending', attemptsRemaining: 2, ended: false, destinationMac: 'dmac-test' },
-        { status: 'pending', attemptsRemaining: 1, ended: false, destinationMac: 'dmac-test' },
-        { status: 'max_attempts', attemptsRemaining: 0, ended: true, destinationMac: 'dmac-test', ending: ENDING },
+        { status: 'pending', attemptsRemaining: 4, ended: false, destinationMac: DESTINATION_MAC, lockMs: 0 },
+        { status: 'pending', attemptsRemaining: 3, ended: false, destinationMac: DESTINATION_MAC, lockMs: 0 },
+        { status: 'pending', attemptsRemaining: 2, ended: false, destinationMac: DESTINATION_MAC, lockMs: 0 },
+        { status: 'pending', attemptsRemaining: 1, ended: false, destinationMac: DESTINATION_MAC, lockMs: 0 },
+        { status: 'max_attempts', attemptsRemaining: 0, ended: true, destinationMac: DESTINATION_MAC, lockMs: 0, ending: ENDING },
       ]);
-      assert.deepEqual(await store.check(id, TENANT, vault.mac(id, CODE), T0 + 9_000), {
+      assert.deepEqual(await store.check(id, TENANT, vault.mac(id, CODE), T0 + 9_000, LOCKOUT), {
         status: 'max_attempts',
         attemptsRemaining: 0,
         ended: false,
-        destinationMac: 'dmac-test',
+        destinationMac: DESTINATION_MAC,
+        lockMs: 0,
       });
       const stored = await mustGet(store, id);
       assert.equal(stored.status, 'max_attempts');
@@ -238,18 +286,20 @@ describe('VerificationStore.check', () => {
     await withStore('check-expired', async ({ store }) => {
       const id = await seed(store);
       const expiresAt = T0 + LIFETIME_MS;
-      assert.deepEqual(await store.check(id, TENANT, vault.mac(id, CODE), expiresAt), {
+      assert.deepEqual(await store.check(id, TENANT, vault.mac(id, CODE), expiresAt, LOCKOUT), {
         status: 'expired',
         attemptsRemaining: 0,
         ended: true,
-        destinationMac: 'dmac-test',
+        destinationMac: DESTINATION_MAC,
+        lockMs: 0,
         ending: ENDING,
       });
-      assert.deepEqual(await store.check(id, TENANT, vault.mac(id, CODE), expiresAt + 1), {
+      assert.deepEqual(await store.check(id, TENANT, vault.mac(id, CODE), expiresAt + 1, LOCKOUT), {
         status: 'expired',
         attemptsRemaining: 0,
         ended: false,
-        destinationMac: 'dmac-test',
+        destinationMac: DESTINATION_MAC,
+        lockMs: 0,
       });
       const stored = await mustGet(store, id);
       assert.equal(stored.status, 'expired');
@@ -262,11 +312,11 @@ describe('VerificationStore.check', () => {
     await withStore('check-ending', async ({ store }) => {
       const phone = await seed(store, { callbackUrl: 'https://example.com/hook' });
       assert.equal((await store.resend(phone, TENANT, 'sms', T0 + 60_000, LIMITS)).kind, 'ok');
-      const resent = await store.check(phone, TENANT, vault.mac(phone, CODE), T0 + 61_000);
+      const resent = await store.check(phone, TENANT, vault.mac(phone, CODE), T0 + 61_000, LOCKOUT);
       assert.deepEqual(resent.ending, { ...ENDING, channel: 'sms', hasCallback: true });
 
       const email = await seed(store, { to: 'user@example.com', kind: 'email', country: undefined, plan: ['email'], firstChannel: 'email' });
-      const approved = await store.check(email, TENANT, vault.mac(email, CODE), T0 + 1_000);
+      const approved = await store.check(email, TENANT, vault.mac(email, CODE), T0 + 1_000, LOCKOUT);
       assert.deepEqual(approved.ending, { ...ENDING, country: undefined, to: 'user@example.com', kind: 'email', channel: 'email' });
     });
   });
@@ -274,7 +324,7 @@ describe('VerificationStore.check', () => {
   it('one millisecond before expiresAt the right code is still approved', async () => {
     await withStore('check-edge', async ({ store }) => {
       const id = await seed(store);
-      const result = await store.check(id, TENANT, vault.mac(id, CODE), T0 + LIFETIME_MS - 1);
+      const result = await store.check(id, TENANT, vault.mac(id, CODE), T0 + LIFETIME_MS - 1, LOCKOUT);
       assert.equal(result.status, 'approved');
     });
   });
@@ -283,38 +333,42 @@ describe('VerificationStore.check', () => {
     await withStore('check-tenant', async ({ store }) => {
       const id = await seed(store);
       for (let i = 0; i < 3; i += 1) {
-        assert.deepEqual(await store.check(id, 'other-tenant', vault.mac(id, wrongCode(i)), T0 + 1_000), {
+        assert.deepEqual(await store.check(id, 'other-tenant', vault.mac(id, wrongCode(i)), T0 + 1_000, LOCKOUT), {
           status: 'not_found',
           attemptsRemaining: 0,
           ended: false,
           destinationMac: '',
+          lockMs: 0,
         });
       }
-      assert.deepEqual(await store.check(id, 'other-tenant', vault.mac(id, CODE), T0 + 1_000), {
+      assert.deepEqual(await store.check(id, 'other-tenant', vault.mac(id, CODE), T0 + 1_000, LOCKOUT), {
         status: 'not_found',
         attemptsRemaining: 0,
         ended: false,
         destinationMac: '',
+        lockMs: 0,
       });
       const stored = await mustGet(store, id);
       assert.equal(stored.attempts, 0);
       assert.equal(stored.status, 'pending');
 
       const unknown = newId();
-      assert.deepEqual(await store.check(unknown, TENANT, vault.mac(unknown, CODE), T0 + 1_000), {
+      assert.deepEqual(await store.check(unknown, TENANT, vault.mac(unknown, CODE), T0 + 1_000, LOCKOUT), {
         status: 'not_found',
         attemptsRemaining: 0,
         ended: false,
         destinationMac: '',
+        lockMs: 0,
       });
       assert.equal(await store.get(unknown), undefined, 'a check must not create a record');
 
       // The owner still has every attempt.
-      assert.deepEqual(await store.check(id, TENANT, vault.mac(id, CODE), T0 + 2_000), {
+      assert.deepEqual(await store.check(id, TENANT, vault.mac(id, CODE), T0 + 2_000, LOCKOUT), {
         status: 'approved',
         attemptsRemaining: MAX_ATTEMPTS - 1,
         ended: true,
-        destinationMac: 'dmac-test',
+        destinationMac: DESTINATION_MAC,
+        lockMs: 0,
         ending: ENDING,
       });
     });
@@ -323,8 +377,8 @@ describe('VerificationStore.check', () => {
   it("refuses a MAC computed for another verification id (the code is bound to its id)", async () => {
     await withStore('check-bound', async ({ store }) => {
       const id = await seed(store);
-      const result = await store.check(id, TENANT, vault.mac(newId(), CODE), T0 + 1_000);
-      assert.deepEqual(result, { status: 'pending', attemptsRemaining: MAX_ATTEMPTS - 1, ended: false, destinationMac: 'dmac-test' });
+      const result = await store.check(id, TENANT, vault.mac(newId(), CODE), T0 + 1_000, LOCKOUT);
+      assert.deepEqual(result, { status: 'pending', attemptsRemaining: MAX_ATTEMPTS - 1, ended: false, destinationMac: DESTINATION_MAC, lockMs: 0 });
     });
   });
 
@@ -335,7 +389,7 @@ describe('VerificationStore.check', () => {
       assert.equal(await redis.hexists(key, 'codeSealed'), 1);
       assert.ok((await redis.pttl(key)) > RETENTION_MS + 60_000, 'before approval the record lives for its whole lifetime');
 
-      assert.equal((await store.check(id, TENANT, vault.mac(id, CODE), T0 + 1_000)).status, 'approved');
+      assert.equal((await store.check(id, TENANT, vault.mac(id, CODE), T0 + 1_000, LOCKOUT)).status, 'approved');
       assert.equal(await redis.hexists(key, 'codeSealed'), 0);
       assert.equal(await redis.hexists(key, 'codeMac'), 1, 'the MAC stays so later checks still answer consumed');
       const ttl = await redis.pttl(key);
@@ -346,9 +400,9 @@ describe('VerificationStore.check', () => {
   it('after max_attempts and after expiry the record also drops codeSealed and shrinks its TTL', async () => {
     await withStore('check-finish2', async ({ redis, keys, store }) => {
       const exhausted = await seed(store);
-      for (let i = 0; i < MAX_ATTEMPTS; i += 1) await store.check(exhausted, TENANT, vault.mac(exhausted, wrongCode(i)), T0 + 1_000);
+      for (let i = 0; i < MAX_ATTEMPTS; i += 1) await store.check(exhausted, TENANT, vault.mac(exhausted, wrongCode(i)), T0 + 1_000, LOCKOUT);
       const expired = await seed(store);
-      await store.check(expired, TENANT, vault.mac(expired, CODE), T0 + LIFETIME_MS);
+      await store.check(expired, TENANT, vault.mac(expired, CODE), T0 + LIFETIME_MS, LOCKOUT);
       for (const id of [exhausted, expired]) {
         const key = keys.verification(id);
         assert.equal(await redis.hexists(key, 'codeSealed'), 0);
@@ -366,7 +420,7 @@ describe('VerificationStore.check under concurrency', () => {
       const mac = vault.mac(id, CODE);
       await withStores(keys, 10, async (stores) => {
         const results = await Promise.all(
-          Array.from({ length: 50 }, (_, i) => pick(stores, i).check(id, TENANT, mac, T0 + 1_000 + i)),
+          Array.from({ length: 50 }, (_, i) => pick(stores, i).check(id, TENANT, mac, T0 + 1_000 + i, LOCKOUT)),
         );
         assert.equal(results.filter((result) => result.status === 'approved').length, 1);
         assert.equal(results.filter((result) => result.status === 'consumed').length, 49);
@@ -383,7 +437,7 @@ describe('VerificationStore.check under concurrency', () => {
       const id = await seed(store);
       await withStores(keys, 10, async (stores) => {
         const results = await Promise.all(
-          Array.from({ length: 50 }, (_, i) => pick(stores, i).check(id, TENANT, vault.mac(id, wrongCode(i)), T0 + 1_000 + i)),
+          Array.from({ length: 50 }, (_, i) => pick(stores, i).check(id, TENANT, vault.mac(id, wrongCode(i)), T0 + 1_000 + i, LOCKOUT)),
         );
         assert.equal(results.filter((result) => result.status === 'approved').length, 0);
         assert.equal(results.filter((result) => result.status === 'pending').length, MAX_ATTEMPTS - 1);
@@ -397,7 +451,7 @@ describe('VerificationStore.check under concurrency', () => {
       const stored = await mustGet(store, id);
       assert.equal(stored.attempts, MAX_ATTEMPTS);
       assert.equal(stored.status, 'max_attempts');
-      assert.equal((await store.check(id, TENANT, vault.mac(id, CODE), T0 + 5_000)).status, 'max_attempts');
+      assert.equal((await store.check(id, TENANT, vault.mac(id, CODE), T0 + 5_000, LOCKOUT)).status, 'max_attempts');
     });
   });
 
@@ -407,7 +461,7 @@ describe('VerificationStore.check under concurrency', () => {
       await withStores(keys, 10, async (stores) => {
         const results = await Promise.all(
           Array.from({ length: 50 }, (_, i) =>
-            pick(stores, i).check(id, TENANT, vault.mac(id, i === 25 ? CODE : wrongCode(i)), T0 + 1_000 + i),
+            pick(stores, i).check(id, TENANT, vault.mac(id, i === 25 ? CODE : wrongCode(i)), T0 + 1_000 + i, LOCKOUT),
           ),
         );
         const approved = results.filter((result) => result.status === 'approved').length;
@@ -500,7 +554,7 @@ describe('VerificationStore.beginSend', () => {
   it('is stale once the verification is approved, canceled or expired, and missing for an unknown delivery', async () => {
     await withStore('send-stale', async ({ store }) => {
       const approved = await seed(store);
-      await store.check(approved, TENANT, vault.mac(approved, CODE), T0 + 1_000);
+      await store.check(approved, TENANT, vault.mac(approved, CODE), T0 + 1_000, LOCKOUT);
       assert.deepEqual(await store.beginSend(approved, 1, T0 + 2_000, 'tok'), { kind: 'stale', status: 'approved' });
 
       const canceled = await seed(store);
@@ -513,7 +567,7 @@ describe('VerificationStore.beginSend', () => {
       assert.equal((await mustGet(store, expired)).deliveries[0]?.status, 'queued', 'a stale begin changes nothing');
 
       const maxed = await seed(store);
-      for (let i = 0; i < MAX_ATTEMPTS; i += 1) await store.check(maxed, TENANT, vault.mac(maxed, wrongCode(i)), T0 + 1_000);
+      for (let i = 0; i < MAX_ATTEMPTS; i += 1) await store.check(maxed, TENANT, vault.mac(maxed, wrongCode(i)), T0 + 1_000, LOCKOUT);
       assert.deepEqual(await store.beginSend(maxed, 1, T0 + 2_000, 'tok'), { kind: 'stale', status: 'max_attempts' });
 
       const pending = await seed(store);
@@ -711,7 +765,7 @@ describe('VerificationStore.applyReceipt', () => {
     await withStore('rcpt-ended', async ({ store }) => {
       const id = await seed(store);
       await store.beginSend(id, 1, T0 + 100, 'tok');
-      await store.check(id, TENANT, vault.mac(id, CODE), T0 + 200);
+      await store.check(id, TENANT, vault.mac(id, CODE), T0 + 200, LOCKOUT);
       const failed = await store.applyReceipt(id, 1, { status: 'failed', at: T0 + 300, providerMessageId: 'wamid.1' }, T0 + 300);
       assert.deepEqual(failed, { changed: true, status: 'failed', deliveredAfterFallback: false, firstDelivered: undefined, fallback: { kind: 'ended', status: 'approved' } });
       assert.equal((await mustGet(store, id)).deliveries.length, 1);
@@ -768,7 +822,7 @@ describe('VerificationStore.applyReceipt, the first delivered facts', () => {
           idle: false,
           prepare: async () => {
             const id = await sentOnce();
-            assert.equal((await store.check(id, TENANT, vault.mac(id, CODE), T0 + 300)).status, 'approved');
+            assert.equal((await store.check(id, TENANT, vault.mac(id, CODE), T0 + 300, LOCKOUT)).status, 'approved');
             return id;
           },
         },
@@ -997,11 +1051,12 @@ describe('VerificationStore.cancel', () => {
 
       assert.deepEqual(await store.cancel(id, TENANT, T0 + 1_000), { kind: 'canceled' });
       assert.deepEqual(await store.cancel(id, TENANT, T0 + 2_000), { kind: 'not_pending', status: 'canceled' });
-      assert.deepEqual(await store.check(id, TENANT, vault.mac(id, CODE), T0 + 3_000), {
+      assert.deepEqual(await store.check(id, TENANT, vault.mac(id, CODE), T0 + 3_000, LOCKOUT), {
         status: 'canceled',
         attemptsRemaining: 0,
         ended: false,
-        destinationMac: 'dmac-test',
+        destinationMac: DESTINATION_MAC,
+        lockMs: 0,
       });
 
       const stored = await mustGet(store, id);
@@ -1031,8 +1086,8 @@ describe('VerificationStore.get', () => {
       await store.markSent(id, 2, { provider: 'ycloud', providerMessageId: 'sms-2', status: 'sent', at: T0 + 31_000 });
       await store.applyReceipt(id, 2, { status: 'delivered', at: T0 + 33_000, providerMessageId: 'sms-2' }, T0 + 33_000);
       await store.applyReceipt(id, 1, { status: 'delivered', at: T0 + 40_000, providerMessageId: 'wamid.1' }, T0 + 40_000);
-      await store.check(id, TENANT, vault.mac(id, '000000'), T0 + 45_000);
-      await store.check(id, TENANT, vault.mac(id, CODE), T0 + 50_000);
+      await store.check(id, TENANT, vault.mac(id, '000000'), T0 + 45_000, LOCKOUT);
+      await store.check(id, TENANT, vault.mac(id, CODE), T0 + 50_000, LOCKOUT);
 
       const expected: Verification = {
         id,

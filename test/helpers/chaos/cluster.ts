@@ -252,7 +252,7 @@ export async function startChaosKurir(options: ChaosOptions = {}): Promise<Chaos
       const keys: string[] = [];
       let cursor = '0';
       do {
-        const [next, batch] = await inspect.scan(cursor, 'MATCH', `${prefix}:{ver_*}`, 'COUNT', 1000);
+        const [next, batch] = await inspect.scan(cursor, 'MATCH', `${prefix}:{d*}:ver_*`, 'COUNT', 1000);
         cursor = next;
         keys.push(...batch);
       } while (cursor !== '0');
