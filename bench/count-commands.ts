@@ -12,6 +12,7 @@
 import { Redis } from 'ioredis';
 import { fileURLToPath } from 'node:url';
 import { createCodeVault } from '../common/security/code-vault.js';
+import { createKeySpace } from '../common/store/keys.js';
 import { closedLoop } from './lib/closed-loop.js';
 import { AUTH, SECRET, StateTracker, createBody, deliverableNumber, newBasePrefix, startApiOnly, startEmbedded, type KurirSettings } from './lib/kurir.js';
 import { scanKeys } from './lib/redis-memory.js';
@@ -89,7 +90,7 @@ async function main(): Promise<void> {
     print('check, wrong code', monitor.take(), n);
     const vault = createCodeVault(SECRET);
     const codes = new Map<string, string>();
-    for (const id of ids) codes.set(id, vault.open(id, (await redis.hget(`${base}-api:{${id}}`, 'codeSealed')) ?? ''));
+    for (const id of ids) codes.set(id, vault.open(id, (await redis.hget(createKeySpace(`${base}-api`).verification(id), 'codeSealed')) ?? ''));
     monitor.take();
     let j = 0;
     await load(() => {

@@ -1,6 +1,7 @@
 import { randomBytes, randomInt } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
+import { createKeySpace, type KeySpace } from '../../common/store/keys.js';
 import { freePort, startProcess, waitForHttp, type BenchProcess } from './processes.js';
 
 /**
@@ -206,13 +207,16 @@ export class StateTracker {
   private readonly waiters = new Set<() => void>();
   /** (time, pending count) after every poll, for backlog trends. */
   readonly samples: { at: number; pending: number }[] = [];
+  private readonly keys: KeySpace;
 
   constructor(
     private readonly redis: Redis,
-    private readonly prefix: string,
+    prefix: string,
     private readonly field: string,
     private readonly accepted: ReadonlySet<string>,
-  ) {}
+  ) {
+    this.keys = createKeySpace(prefix);
+  }
 
   watch(id: string): void {
     if (!this.reachedAt.has(id)) this.pending.add(id);
@@ -248,7 +252,7 @@ export class StateTracker {
       for (let i = 0; i < ids.length; i += 2000) {
         const batch = ids.slice(i, i + 2000);
         const pipeline = this.redis.pipeline();
-        for (const id of batch) pipeline.hget(`${this.prefix}:{${id}}`, this.field);
+        for (const id of batch) pipeline.hget(this.keys.verification(id), this.field);
         const replies = (await pipeline.exec()) ?? [];
         const now = performance.now();
         batch.forEach((id, j) => {

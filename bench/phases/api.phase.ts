@@ -1,4 +1,5 @@
 import { createCodeVault } from '../../common/security/code-vault.js';
+import { createKeySpace } from '../../common/store/keys.js';
 import { closedLoop, type ClosedLoopResult } from '../lib/closed-loop.js';
 import { cpuWindow, type BenchContext, type CpuReport } from '../lib/context.js';
 import { AUTH, SECRET, createBody, deliverableNumber, startApiOnly } from '../lib/kurir.js';
@@ -106,11 +107,12 @@ export async function measureApi(ctx: BenchContext, baselines: Baselines): Promi
     // with the bench's own secret, the way a send worker opens it for a fallback).
     const rightPool = ids.slice(wrongPool.length);
     const vault = createCodeVault(SECRET);
+    const keys = createKeySpace(prefix);
     const codes = new Map<string, string>();
     for (let i = 0; i < rightPool.length; i += 1000) {
       const batch = rightPool.slice(i, i + 1000);
       const pipeline = ctx.redis.pipeline();
-      for (const id of batch) pipeline.hget(`${prefix}:{${id}}`, 'codeSealed');
+      for (const id of batch) pipeline.hget(keys.verification(id), 'codeSealed');
       const replies = (await pipeline.exec()) ?? [];
       batch.forEach((id, j) => {
         const sealed = replies[j]?.[1];
