@@ -7,7 +7,7 @@
  * that checks the limits.
  *
  * Counts hash (`…:n`): fields `s:<minute>` (sends) and `a:<minute>` (approvals of the sends of that
- * minute), minute = floor(ms / 60000). Quarantine hash (`…:q`): `until`, `reason`, `shadow` (0|1).
+ * minute), minute = floor(ms / 60000), and `m`, the matured figures last judged with (see `matured`). Quarantine hash (`…:q`): `until`, `reason`, `shadow` (0|1).
  * Index (`…:idx`): sorted set of `<dimension>:<value>` by until.
  *
  * Settings as ARGV (see guardSettingsArgs): windowMs, graceMs, minSends, minConversion,
@@ -65,25 +65,44 @@ local function read_quarantine(key)
   return redis.call('HMGET', key, 'until', 'reason', 'shadow')
 end
 
--- Counts one send of a subject, drops stale buckets, then judges the matured sends of the window.
+-- The matured sends and approvals of the window, as judging needs them. They change only when the
+-- window or the maturity boundary moves to another minute, or an approval lands (which forgets
+-- them, record_approvals), never with a send (the current minute is never matured): so they are
+-- kept in the counts hash (field 'm': "<first>:<matureBefore>:<sends>:<approvals>") and a send
+-- reads one field instead of summing every bucket of the window — which, an hour of minutes of
+-- sends and approvals, is what a busy subject's send paid. Recomputing also drops stale buckets
+-- and renews the hash's TTL, once per minute at least: the TTL outlives the window by more.
+local function matured(counts, now, g)
+  local stamp = math.floor((now - g.window) / MINUTE) .. ':' .. math.floor((now - g.grace) / MINUTE)
+  local cached = redis.call('HGET', counts, 'm')
+  if cached then
+    local at, sends, approvals = string.match(cached, '^(.*):(%d+):(%d+)$')
+    if at == stamp then return tonumber(sends), tonumber(approvals) end
+  end
+  local t = tally(counts, now, g.window, g.grace)
+  delete_fields(counts, t.stale)
+  redis.call('PEXPIRE', counts, g.countsTtl)
+  redis.call('HSET', counts, 'm', stamp .. ':' .. t.maturedSends .. ':' .. t.maturedApprovals)
+  return t.maturedSends, t.maturedApprovals
+end
+
+-- Counts one send of a subject, then judges the matured sends of the window.
 -- q is the subject's quarantine (read_quarantine). A live quarantine is never extended (it
 -- expires and is re-created, and so re-reported, if the traffic is still bad); a shadow marker is
 -- upgraded when the guard now enforces. → untilMs, reason of a quarantine this call created | nil
 local function record_send(counts, quarantine, q, now, g)
   redis.call('HINCRBY', counts, 's:' .. math.floor(now / MINUTE), 1)
-  local t = tally(counts, now, g.window, g.grace)
-  delete_fields(counts, t.stale)
-  redis.call('PEXPIRE', counts, g.countsTtl)
+  local maturedSends, maturedApprovals = matured(counts, now, g)
 
   if q[1] and tonumber(q[1]) > now and (q[3] == '0' or g.shadow == '1') then return nil end
   -- Never judge on a few sends: a handful of unverified codes is normal life, not pumping.
-  if t.maturedSends < g.minSends then return nil end
+  if maturedSends < g.minSends then return nil end
   -- approvals / sends < minConversion, without dividing.
-  if t.maturedApprovals >= g.minConversion * t.maturedSends then return nil end
+  if maturedApprovals >= g.minConversion * maturedSends then return nil end
 
   local untilMs = now + g.quarantine
   local reason = string.format('conversion %.2f < %s over %d sends in %d s',
-    t.maturedApprovals / t.maturedSends, g.minConversionText, t.maturedSends, g.window / 1000)
+    maturedApprovals / maturedSends, g.minConversionText, maturedSends, g.window / 1000)
   redis.call('DEL', quarantine)
   redis.call('HSET', quarantine, 'until', untilMs, 'reason', reason, 'shadow', g.shadow)
   redis.call('PEXPIRE', quarantine, g.quarantine)
@@ -150,6 +169,8 @@ for i = 3, #ARGV, 3 do
     if room > 0 then
       if k > room then k = room end
       redis.call('HINCRBY', counts, 'a:' .. minute, k)
+      -- The matured figures a send judges with may include this bucket: recompute them.
+      redis.call('HDEL', counts, 'm')
       counted = counted + k
     end
   end

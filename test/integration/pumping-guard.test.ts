@@ -161,6 +161,23 @@ describe('pumping guard', () => {
       assert.deepEqual(await guard.check(TENANT, [PUMPED], ENFORCE, T0 + 5 * MINUTE), { kind: 'allow' });
     }));
 
+  it('judges with approvals that arrive late for matured sends (the figures a send judged with are not kept past them)', () =>
+    withGuard('pg-late-approvals', async ({ guard }) => {
+      // A 10 s quarantine, so that it ends within the minute in which it was decided.
+      const brief = { ...ENFORCE, quarantineSeconds: 10 };
+      assert.deepEqual(await sends(guard, [PUMPED], brief, T0, 150), []);
+      await approvals(guard, [PUMPED], brief, T0, 25, T0 + 30 * SECOND);
+      const decided = T0 + 3 * MINUTE;
+      const [quarantine] = await guard.recordSend(TENANT, [PUMPED], brief, decided);
+      assert.equal(quarantine?.reason, 'conversion 0.17 < 0.2 over 150 sends in 3600 s');
+      // The users were only slow: 20 more codes typed, for the same matured minute.
+      await approvals(guard, [PUMPED], brief, T0, 20, decided + SECOND);
+      // Once the quarantine is over (same minute), the next send judges 45 / 150 and lets it be.
+      assert.deepEqual(await guard.recordSend(TENANT, [PUMPED], brief, decided + 15 * SECOND), []);
+      assert.deepEqual(await guard.check(TENANT, [PUMPED], brief, decided + 16 * SECOND), { kind: 'allow' });
+      assert.equal((await guard.stats(TENANT, PUMPED, brief, decided + 16 * SECOND)).conversion, 45 / 150);
+    }));
+
   it('ends the quarantine after quarantineSeconds', () =>
     withGuard('pg-expiry', async ({ guard }) => {
       const { now } = await pump(guard, ENFORCE);
