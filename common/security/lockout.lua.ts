@@ -1,12 +1,13 @@
 /**
- * The destination lockout's Lua (lockout.ts), for the scripts that run in the slot of a
- * destination's verifications: the store's create (is the destination locked?) and check (is it
- * locked; count a wrong code; a right one ends the run) — so a check is one atomic step.
+ * The destination lockout's Lua (lockout.ts), for the store scripts that run in the slot of a
+ * destination's verifications and learn the destination from the record: check (is it locked;
+ * count a wrong code; a right one ends the run) — so a check is one atomic step — and resend.
+ * (Create is given the lock key itself: the caller knows the destination.)
  *
  * Key names are built here from a base the caller passes (keys.ts `lockBase`: the destination's
  * hash tag included) and the record's tenant and destination MAC, the way BullMQ's scripts build
  * job keys from their queue's prefix: every key built carries the slot's hash tag, so the script
- * still touches one slot. lockout.ts builds the same names for the operator's unlock.
+ * still touches one slot. keys.ts `lockKeyNames` is the same naming in TypeScript.
  *
  * Settings, in this order from the caller's first settings argument: maxConsecutiveFailures,
  * windowMs (the consecutive run's), lockMs, maxFailuresPer24Hours.

@@ -1,5 +1,5 @@
 import type { SecurityPolicy } from '../config/security-policy.js';
-import type { KeySpace } from '../store/keys.js';
+import { lockKeyNames, type KeySpace } from '../store/keys.js';
 import type { RedisClient } from '../store/verification.store.js';
 
 /**
@@ -7,8 +7,8 @@ import type { RedisClient } from '../store/verification.store.js';
  * already dies after its own attempt limit; this stops an attacker from simply asking for a new
  * code and guessing again. Per tenant, as every send limit is: keys are per destination MAC
  * (never the number), in the slot of the destination's verifications (keys.ts), so that a check
- * reads the lock, compares the code and counts a wrong one in one script, and a create is refused
- * in the script that stores it (verification.lua.ts, with lockout.lua.ts). This module holds what
+ * reads the lock, compares the code and counts a wrong one in one script, and a create or resend
+ * is refused in the script that writes it (verification.lua.ts; lockout.lua.ts). This module holds what
  * runs outside those: the settings they take, the state for `GET /v1/limits`, the operator's unlock.
  */
 type LockoutSettings = SecurityPolicy['lockout'];
@@ -31,8 +31,7 @@ export class DestinationLockout {
 
   /** A destination's keys for one tenant (lockout.lua.ts `lock_keys`); `lock` exists, with its PTTL, while it is locked. */
   keys(tenant: string, destinationMac: string): { consecutive: string; daily: string; lock: string } {
-    const base = `${this.keySpace.lockBase(destinationMac)}${tenant}:${destinationMac}`;
-    return { consecutive: `${base}:fails`, daily: `${base}:day`, lock: `${base}:locked` };
+    return lockKeyNames(this.keySpace.lockBase(destinationMac), tenant, destinationMac);
   }
 
   async state(tenant: string, destinationMac: string): Promise<LockState> {

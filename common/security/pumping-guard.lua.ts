@@ -7,7 +7,8 @@
  * that checks the limits.
  *
  * Counts hash (`…:n`): fields `s:<minute>` (sends) and `a:<minute>` (approvals of the sends of that
- * minute), minute = floor(ms / 60000), and `m`, the matured figures last judged with (see `matured`). Quarantine hash (`…:q`): `until`, `reason`, `shadow` (0|1).
+ * minute), minute = floor(ms / 60000), and `m`, the matured figures last judged with (see
+ * `matured`). Quarantine hash (`…:q`): `until`, `reason`, `shadow` (0|1).
  * Index (`…:idx`): sorted set of `<dimension>:<value>` by until.
  *
  * Settings as ARGV (see guardSettingsArgs): windowMs, graceMs, minSends, minConversion,

@@ -20,7 +20,6 @@ import {
 } from './pumping-guard.js';
 import { hashTag, limitKey, limitScriptParts, type LimitRule, type LimitStatus, type SendLimiter } from './rate-limiter.js';
 import { ADMIT } from './send-gate.lua.js';
-import { tenantHashTag } from './tenant-slot.js';
 
 /**
  * The gate every send request passes before anything is stored or queued: geo permissions, a
@@ -97,7 +96,7 @@ export interface SendGateDeps {
   /** The destination's lockout, for `status` (the store's scripts enforce it). */
   lockout: DestinationLockout;
   /** The key prefix of the limits and the idempotency markers, and the no-WhatsApp hints' keys. */
-  keys: Pick<KeySpace, 'prefix' | 'noWhatsApp'>;
+  keys: Pick<KeySpace, 'prefix' | 'noWhatsApp' | 'idempotencyMarker'>;
 }
 
 /** The number without its last 4 digits: a block of 10,000 numbers, what pumping rents. */
@@ -221,7 +220,7 @@ export class SendGate {
     const guard = guardSendParts(this.deps.guard.keys, tenant, subjects);
     const idempotency = request.idempotency;
     const keys = [
-      ...(idempotency !== undefined ? [`${this.deps.keys.prefix}:idem:${tenantHashTag(tenant)}:${idempotency.name}`] : []),
+      ...(idempotency !== undefined ? [this.deps.keys.idempotencyMarker(tenant, idempotency.name)] : []),
       ...(hintCheck ? [this.deps.keys.noWhatsApp(tenant, request.destinationMac)] : []),
       ...(subjects.length > 0 ? [guard.index, ...guard.subjectKeys] : []),
       ...(budgetLimit >= 0 ? [this.deps.budget.keyFor(tenant, first, now)] : []),

@@ -26,6 +26,11 @@ export interface KeySpace {
    * in the script that admits a create.
    */
   noWhatsApp(tenant: string, destinationMac: string): string;
+  /**
+   * The marker of a tenant's Idempotency-Key (`name`: the id's own part that the key derives),
+   * under the tenant's hash tag: the send gate's script reads and writes it (send-gate.lua.ts).
+   */
+  idempotencyMarker(tenant: string, name: string): string;
   /** BullMQ prefix for one queue. */
   queuePrefix(queue: string): string;
 }
@@ -40,6 +45,15 @@ export function destinationTag(destinationMac: string): string {
   const bytes = Buffer.from(destinationMac, 'base64url');
   if (bytes.length < 2) throw new Error('destination MAC too short for a tag');
   return bytes.toString('hex', 0, 2);
+}
+
+/**
+ * A destination's lockout keys for one tenant, from its slot's base (`lockBase`): the one
+ * definition of their names in TypeScript, as lockout.lua.ts `lock_keys` is in Lua.
+ */
+export function lockKeyNames(base: string, tenant: string, destinationMac: string): { consecutive: string; daily: string; lock: string } {
+  const key = `${base}${tenant}:${destinationMac}`;
+  return { consecutive: `${key}:fails`, daily: `${key}:day`, lock: `${key}:locked` };
 }
 
 /** A verification id: `ver_`, its destination's tag, 24 hex digits of its own. */
@@ -72,6 +86,7 @@ export function createKeySpace(prefix: string): KeySpace {
     },
     providerMessage: (provider, id) => `${prefix}:pm:${provider}:${id}`,
     noWhatsApp: (tenant, destinationMac) => `${prefix}:nowa:${tenantHashTag(tenant)}:${destinationMac}`,
+    idempotencyMarker: (tenant, name) => `${prefix}:idem:${tenantHashTag(tenant)}:${name}`,
     queuePrefix: (queue) => `{${prefix}-${queue}}`,
   };
 }

@@ -104,24 +104,19 @@ function script(body: string): string {
 }
 
 /**
- * create: ARGV (packed, packed-args.ts: a record has ~50) = recordTtlMs, lockBase ('' to skip the
- * lockout: a decoy, which is never sent), then field/value pairs (`tenant` and `dmac` among them).
- * Writes nothing when the id exists (an idempotent replay) and returns the stored request
- * fingerprint so the caller can tell a true replay from a reused key; writes nothing either while
- * the destination is locked (lockout.lua.ts), which the record's slot is the place to know.
+ * create: ARGV (packed, packed-args.ts: a record has ~50) = recordTtlMs, the destination's lock
+ * key in the record's slot (lockout.ts; '' to skip the lockout: a decoy, which is never sent), then
+ * field/value pairs. Writes nothing when the id exists (an idempotent replay) and returns the
+ * stored request fingerprint so the caller can tell a true replay from a reused key; writes
+ * nothing either while the destination is locked, which the record's slot is the place to know.
  * → {'created'} | {'exists', fingerprint} | {'locked', retryAfterMs}
  */
 export const CREATE = script(`${UNPACK_ARGV_LUA}
-${LOCKOUT_PRELUDE}
 if redis.call('EXISTS', KEY) == 1 then
   return { 'exists', redis.call('HGET', KEY, 'fingerprint') or '' }
 end
 if ARGV[2] ~= '' then
-  local tenant, dmac
-  for i = 3, #ARGV, 2 do
-    if ARGV[i] == 'tenant' then tenant = ARGV[i + 1] elseif ARGV[i] == 'dmac' then dmac = ARGV[i + 1] end
-  end
-  local locked = redis.call('PTTL', lock_keys(ARGV[2], tenant, dmac).locked)
+  local locked = redis.call('PTTL', ARGV[2])
   if locked > 0 then return { 'locked', locked } end
 end
 redis.call('HSET', KEY, unpack(ARGV, 3))

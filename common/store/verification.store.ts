@@ -12,7 +12,7 @@ import {
   type VerificationStatus,
 } from '../domain/verification.js';
 import { randomHex } from '../security/random-pool.js';
-import type { KeySpace } from './keys.js';
+import { lockKeyNames, type KeySpace } from './keys.js';
 import { packArgs } from './packed-args.js';
 import type { SecurityPolicy } from '../config/security-policy.js';
 import { lockoutSettingsArgs } from '../security/lockout.js';
@@ -368,8 +368,10 @@ export class VerificationStore {
     ];
     const ttlMs = record.expiresAt - record.createdAt + this.retentionMs;
     // Every value is validated or generated (ids, MACs, E.164, an email address, a URL): none has a NUL.
-    const lockBase = options.lockout ? this.keys.lockBase(record.destinationMac) : '';
-    const reply = await this.scripts.kurirCreate(this.keys.verification(record.id), packArgs([ttlMs, lockBase, ...fields]));
+    // In the record's slot, as its id names it: an id from before tags has no lockout to look at.
+    const lockBase = options.lockout ? this.keys.lockBaseOf(record.id) : undefined;
+    const lockKey = lockBase === undefined ? '' : lockKeyNames(lockBase, record.tenant, record.destinationMac).lock;
+    const reply = await this.scripts.kurirCreate(this.keys.verification(record.id), packArgs([ttlMs, lockKey, ...fields]));
     switch (str(reply[0])) {
       case 'created':
         return { created: true };
