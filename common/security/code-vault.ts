@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomInt } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, createSecretKey, hkdfSync, randomInt, type KeyObject } from 'node:crypto';
 import { randomBuffer } from './random-pool.js';
 
 /**
@@ -26,8 +26,9 @@ export interface CodeVault {
 const GCM_IV_BYTES = 12;
 const GCM_TAG_BYTES = 16;
 
-function deriveKey(secret: string, label: string): Buffer {
-  return Buffer.from(hkdfSync('sha256', Buffer.from(secret, 'utf8'), Buffer.alloc(0), `kurir/${label}/v1`, 32));
+/** A key object rather than bytes: a MAC or cipher built on it does not import the key again on every call. */
+function deriveKey(secret: string, label: string): KeyObject {
+  return createSecretKey(Buffer.from(hkdfSync('sha256', Buffer.from(secret, 'utf8'), Buffer.alloc(0), `kurir/${label}/v1`, 32)));
 }
 
 /**

@@ -1,10 +1,8 @@
 import { createHash } from 'node:crypto';
-import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { Cluster, Redis } from 'ioredis';
-import { pino } from 'pino';
 import { loadConfig } from '../../common/config/env.js';
-import { REDACTED_PATHS } from '../../common/observability/logger.js';
+import { recordingLogger } from '../helpers/logger.js';
 import { startEmbedded, type Embedded } from '../../embedded.js';
 import type { Simulator } from '../../simulator/simulator.js';
 import { TENANTS, asView, type HttpReply } from '../helpers/kurir.js';
@@ -151,14 +149,7 @@ export async function startClusterKurir(cluster: LocalRedisCluster, env: Record<
     KURIR_POLICY_FILE: fileURLToPath(new URL('../fixtures/e2e.policy.yaml', import.meta.url)),
     ...env,
   });
-  const logs: string[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      logs.push(...chunk.toString('utf8').split('\n').filter((line) => line !== ''));
-      done();
-    },
-  });
-  const logger = pino({ level: 'debug', redact: { paths: REDACTED_PATHS, censor: '[redacted]' } }, sink);
+  const { logger, lines: logs } = recordingLogger('debug');
   const kurir = await startEmbedded(config, { logger });
   if (kurir.simulator === undefined) throw new Error('the cluster harness needs the simulator');
   const simulator = kurir.simulator;

@@ -1,9 +1,7 @@
-import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
-import { pino } from 'pino';
 import { loadConfig } from '../../common/config/env.js';
-import { REDACTED_PATHS } from '../../common/observability/logger.js';
+import { recordingLogger } from './logger.js';
 import { startEmbedded, type Embedded } from '../../embedded.js';
 import type { SimulatedMessage, Simulator } from '../../simulator/simulator.js';
 import { indonesianMobile } from './numbers.js';
@@ -89,14 +87,7 @@ export async function startKurir(env: Record<string, string> = {}): Promise<Kuri
     KURIR_POLICY_FILE: fileURLToPath(new URL('../fixtures/e2e.policy.yaml', import.meta.url)),
     ...env,
   });
-  const logs: string[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      logs.push(...chunk.toString('utf8').split('\n').filter((line) => line !== ''));
-      done();
-    },
-  });
-  const logger = pino({ level: 'debug', redact: { paths: REDACTED_PATHS, censor: '[redacted]' } }, sink);
+  const { logger, lines: logs } = recordingLogger('debug');
   const kurir = await startEmbedded(config, { logger });
   if (kurir.simulator === undefined) throw new Error('the harness needs the simulator');
   const simulator = kurir.simulator;
