@@ -247,7 +247,7 @@ export async function createVerification(
     idempotency:
       input.idempotencyKey === undefined
         ? undefined
-        : { name: ownPart, fingerprint: draft.fingerprint, ttlMs: draft.ttlSeconds * 1000 + deps.config.retentionSeconds * 1000 },
+        : { name: ownPart, fingerprint: draft.fingerprint, ttlMs: deps.store.recordLifetimeMs(draft.ttlSeconds * 1000) },
   });
   reportQuarantines(gate.newQuarantines, tenant, rules.security.pumping.mode, deps);
   if (!gate.admitted) {

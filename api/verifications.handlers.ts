@@ -23,7 +23,7 @@ import type { StatsStore } from '../common/stats/stats.store.js';
  */
 export interface VerificationDeps {
   /** `production` tightens the callback URL rules (https only, no private IP literals). */
-  config: Pick<Config, 'secret' | 'delivery' | 'production' | 'retentionSeconds'>;
+  config: Pick<Config, 'secret' | 'delivery' | 'production'>;
   policy: Policy;
   store: VerificationStore;
   queues: JobQueues;

@@ -335,6 +335,11 @@ export class VerificationStore {
     this.scripts = defineScripts(redis);
   }
 
+  /** How long a record whose verification lives `ttlMs` is kept: its life, then the retention. */
+  recordLifetimeMs(ttlMs: number): number {
+    return ttlMs + this.retentionMs;
+  }
+
   /** `lockout: false` stores without looking at the destination's lockout (a decoy, which is never sent). */
   async create(record: NewVerification, options: { lockout: boolean } = { lockout: true }): Promise<CreateResult> {
     const fields: (string | number)[] = [
@@ -366,7 +371,7 @@ export class VerificationStore {
       'd1:why', record.firstReason,
       'd1:q', record.createdAt,
     ];
-    const ttlMs = record.expiresAt - record.createdAt + this.retentionMs;
+    const ttlMs = this.recordLifetimeMs(record.expiresAt - record.createdAt);
     // Every value is validated or generated (ids, MACs, E.164, an email address, a URL): none has a NUL.
     // In the record's slot, as its id names it: an id from before tags has no lockout to look at.
     const lockBase = options.lockout ? this.keys.lockBaseOf(record.id) : undefined;
