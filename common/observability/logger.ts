@@ -55,7 +55,7 @@ const censored = () => CENSOR;
  *
  * This replaces pino's `redact`: with the `*.field` wildcards this needs, it ran every value of
  * every line (and its message) through a redactor that parses each of its paths again per call,
- * about half the cost of writing a line (BENCHMARKS.md, run N). A serializer is looked up by key
+ * more than half the cost of writing a line (BENCHMARKS.md, run N). A serializer is looked up by key
  * for every field anyway, and covers child bindings too.
  */
 export const CENSORING: Pick<LoggerOptions, 'formatters' | 'serializers'> = {
