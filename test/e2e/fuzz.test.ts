@@ -116,10 +116,15 @@ async function send(req: Req): Promise<Answer | undefined> {
   return { status: response.status, headers: response.headers, text, json };
 }
 
-/** The invariant every answer must hold: no 5xx; a 4xx is a problem document about itself. */
+/**
+ * The invariant every answer must hold: no 5xx; a 4xx is a problem document about itself; and,
+ * like every answer of the API (openapi.ts), it carries its request id and is not cacheable.
+ */
 function assertSafe(req: Req, answer: Answer): void {
   const where = () => `${describeReq(req)}\n  → ${answer.status} ${answer.headers.get('content-type') ?? '(no content-type)'} ${answer.text.slice(0, 400)}`;
   if (answer.status >= 500) assert.fail(`5xx answer:\n  ${where()}`);
+  assert.notEqual(answer.headers.get('x-request-id') ?? '', '', `answer without X-Request-Id:\n  ${where()}`);
+  assert.equal(answer.headers.get('cache-control'), 'no-store', `answer without Cache-Control: no-store:\n  ${where()}`);
   if (answer.status >= 400) {
     assert.match(answer.headers.get('content-type') ?? '', /^application\/problem\+json/, `4xx without problem+json:\n  ${where()}`);
     const problem = answer.json;
