@@ -38,24 +38,11 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,100}$/;
 
 interface Locals {
   tenant: string;
-  requestId: string | undefined;
+  requestId: string;
 }
 
 function locals(res: Response): Locals {
   return res.locals as Locals;
-}
-
-/**
- * What every answer carries: X-Request-Id (the caller's, when well-formed, or a new UUID) and
- * Cache-Control: no-store. Set as a request starts, so errors answered later carry it too; by the
- * webhook and API routes themselves, and for every other request by a middleware after them.
- */
-function beginAnswer(req: Request, res: Response): void {
-  const given = req.get('x-request-id');
-  const requestId = given !== undefined && REQUEST_ID.test(given) ? given : randomUUID();
-  locals(res).requestId = requestId;
-  res.setHeader('X-Request-Id', requestId);
-  res.setHeader('Cache-Control', 'no-store');
 }
 
 /** Statuses that carry no body, whose headers express's `res.send` strips. */
@@ -132,35 +119,24 @@ function authenticate(authenticator: ApiKeyAuthenticator): RequestHandler {
 }
 
 /**
- * Handlers run as one express step, each one's `next` running the one after it (or passing its
- * error on). As separate handlers of a route, each was a hop through the router's dispatch on
- * every request (BENCHMARKS.md, after run J). A sync throw or a rejected promise of a handler is
- * passed on as express would.
+ * An API route as one express step: the API key, the JSON body, then the handler. As three
+ * handlers of the route, every request paid two more hops through the router's dispatch
+ * (BENCHMARKS.md, after run J).
  */
-function inOneStep(...handlers: RequestHandler[]): RequestHandler {
+function apiRoute(steps: { authenticate: RequestHandler; jsonBody: RequestHandler }, handler: RequestHandler): RequestHandler {
   return (req, res, next) => {
-    const runFrom = (index: number) => (error?: unknown) => {
-      const handler = handlers[index];
-      if (error !== undefined || handler === undefined) {
-        next(error);
+    void steps.authenticate(req, res, (authError?: unknown) => {
+      if (authError !== undefined) {
+        next(authError);
         return;
       }
-      try {
-        const result: unknown = handler(req, res, runFrom(index + 1));
-        if (result instanceof Promise) result.catch(next);
-      } catch (thrown) {
-        next(thrown);
-      }
-    };
-    runFrom(0)();
+      void steps.jsonBody(req, res, (bodyError?: unknown) => {
+        if (bodyError !== undefined) next(bodyError);
+        else Promise.resolve(handler(req, res, next)).catch(next);
+      });
+    });
   };
 }
-
-/** The first step of the hot routes: see beginAnswer. */
-const answerHeaders: RequestHandler = (req, res, next) => {
-  beginAnswer(req, res);
-  next();
-};
 
 export function createApp(deps: ApiDeps): express.Express {
   const app = express();
@@ -171,33 +147,38 @@ export function createApp(deps: ApiDeps): express.Express {
   // every response body.
   app.set('etag', false);
 
+  app.use((req, res, next) => {
+    const given = req.get('x-request-id');
+    const requestId = given !== undefined && REQUEST_ID.test(given) ? given : randomUUID();
+    locals(res).requestId = requestId;
+    res.setHeader('X-Request-Id', requestId);
+    res.setHeader('Cache-Control', 'no-store');
+    next();
+  });
+
   // Webhooks: the signature covers the exact bytes, so the body is kept raw here.
-  const webhookMediaType: RequestHandler = (req, _res, next) => {
-    next(req.is('application/json') ? undefined : new KurirError('unsupported_media_type', 'Webhooks must be application/json.'));
-  };
   app.post(
     '/v1/webhooks/ycloud',
-    inOneStep(
-      answerHeaders,
-      webhookMediaType,
-      express.raw({ type: 'application/json', limit: WEBHOOK_LIMIT }),
-      route((req) =>
-        receiveYCloudWebhook(
-          { rawBody: Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0), signatureHeader: req.get('ycloud-signature') },
-          deps.webhooks,
-        ),
+    (req, _res, next) => {
+      if (!req.is('application/json')) next(new KurirError('unsupported_media_type', 'Webhooks must be application/json.'));
+      else next();
+    },
+    express.raw({ type: 'application/json', limit: WEBHOOK_LIMIT }),
+    route((req) =>
+      receiveYCloudWebhook(
+        { rawBody: Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0), signatureHeader: req.get('ycloud-signature') },
+        deps.webhooks,
       ),
     ),
   );
 
-  // The API proper. Its routes sit on the app itself, each one step (its answer's headers, the API
-  // key, a JSON body, the handler), rather than in a nested `/v1` router with the first two as its
+  // The API proper. Its routes sit on the app itself, each one step (apiRoute: the API key, a JSON
+  // body, the handler), rather than in a nested `/v1` router with the first two as its
   // middleware: one router level less on every request (BENCHMARKS.md, run F). An unknown `/v1/…`
   // path is therefore a 404 whatever the key.
-  const apiKey = authenticate(deps.authenticator);
-  const jsonBody = express.json({ limit: JSON_LIMIT, strict: true, type: 'application/json' });
-  const v1 = (handler: (req: Request, res: Response) => Promise<Reply>) => inOneStep(answerHeaders, apiKey, jsonBody, route(handler));
-  const caller = (res: Response) => ({ tenant: locals(res).tenant, requestId: locals(res).requestId ?? '' });
+  const steps = { authenticate: authenticate(deps.authenticator), jsonBody: express.json({ limit: JSON_LIMIT, strict: true, type: 'application/json' }) };
+  const v1 = (handler: (req: Request, res: Response) => Promise<Reply>) => apiRoute(steps, route(handler));
+  const caller = (res: Response) => ({ tenant: locals(res).tenant, requestId: locals(res).requestId });
   const param = (req: Request) => String(req.params.id ?? '');
 
   app.post(
@@ -222,14 +203,6 @@ export function createApp(deps: ApiDeps): express.Express {
   app.post('/v1/verifications/:id/cancel', v1((req, res) => cancelVerification({ id: param(req), caller: caller(res) }, deps.verifications)));
   app.get('/v1/limits', v1((req, res) => getLimits({ query: { ...req.query }, caller: caller(res) }, deps.verifications)));
   app.get('/v1/stats', v1((req, res) => getStats({ query: { ...req.query }, caller: caller(res) }, deps.verifications)));
-
-  // Every other answer (operational endpoints, the dashboard, admin, unknown paths) gets its
-  // request id here, after the hot routes, which set it themselves: a layer of the app's router
-  // is a dispatch step every request that reaches it pays (BENCHMARKS.md, run N).
-  app.use((req, res, next) => {
-    if (locals(res).requestId === undefined) beginAnswer(req, res);
-    next();
-  });
 
   // Operational endpoints, after the API's: a route's place in the list is a path match every
   // request before it pays.
@@ -271,12 +244,6 @@ export function createApp(deps: ApiDeps): express.Express {
 
   app.use((_req, _res, next) => {
     next(new KurirError('not_found', 'No such endpoint.'));
-  });
-  // An error the router itself raised before any route ran (a malformed %-escape in a path
-  // parameter) skips the middleware above: its answer gets the request id here.
-  app.use((error: unknown, req: Request, res: Response, next: (error: unknown) => void) => {
-    if (locals(res).requestId === undefined) beginAnswer(req, res);
-    next(error);
   });
   app.use(problemMiddleware(deps.verifications.logger));
   return app;

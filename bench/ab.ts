@@ -7,8 +7,10 @@
  *   node --import tsx bench/ab.ts --base=<commit> [--rounds=6] [--seconds=4] [--only=create]
  *
  * Why rounds: on a shared 2-core VM the same code's CPU per request moves by ±25 % within
- * minutes (BENCHMARKS.md, run N), so one probe of each side shows nothing under that. Needs a
- * clean Redis key space of its own only (every probe uses a fresh prefix and removes it).
+ * minutes (BENCHMARKS.md, run N), so one probe of each side shows nothing under that. Even
+ * rounds are no proof: 6 of 6 rounds lower has come from drift alone (BENCHMARKS.md, runs O and
+ * P), so confirm a gain by timing the changed step in isolation too. Every probe uses a fresh
+ * key prefix and removes it.
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
