@@ -123,7 +123,7 @@ export async function checkVerification(
   const lockout = tenantPolicy(deps.policy, tenant).security.lockout;
   const result = VERIFICATION_ID.test(input.id)
     ? await deps.store.check(input.id, tenant, deps.vault.mac(input.id, parsed.data.code), now, lockout)
-    : { status: 'not_found' as const, attemptsRemaining: 0, ended: false, destinationMac: '', lockMs: 0 };
+    : { status: 'not_found' as const, attemptsRemaining: 0, ended: false, lockMs: 0 };
   if (result.status === 'locked') {
     deps.metrics.checks.inc({ tenant, result: 'locked' });
     throw refusalError({ kind: 'lockout', rule: 'destination_lockout', retryAfterMs: result.lockMs, silenceable: true });

@@ -134,23 +134,23 @@ return { 'created' }
  * comparison is of SHA-1(salt .. mac) on both sides with a fresh random salt per call (the
  * "double HMAC" blinding): whatever Lua's string equality leaks about timing is about values the
  * caller cannot predict, so it says nothing about the stored MAC.
- * → {status, attemptsRemaining, ended 0|1 (this call ended the verification), destinationMac,
- *   lockMs}: the status after this check, `consumed` for an already approved one, `not_found`
- *   for an unknown id or another tenant's, `locked` for a locked destination (lockMs: how much
- *   longer); lockMs is also set when this wrong code locked it. When ended, followed by the
- *   ending: purpose, country, to, kind, createdAt, latest channel, hasCallback 0|1.
+ * → {status, attemptsRemaining, ended 0|1 (this call ended the verification), lockMs}: the
+ *   status after this check, `consumed` for an already approved one, `not_found` for an unknown
+ *   id or another tenant's, `locked` for a locked destination (lockMs: how much longer); lockMs is
+ *   also set when this wrong code locked it. When ended, followed by the ending: purpose,
+ *   country, to, kind, createdAt, latest channel, hasCallback 0|1.
  */
 export const CHECK = script(`${LOCKOUT_PRELUDE}
 local tenant, candidate, now, salt, retention, lockBase = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6]
 local v = redis.call('HMGET', KEY, 'tenant', 'status', 'expiresAt', 'attempts', 'maxAttempts', 'codeMac', 'dmac', 'decoy')
-if not v[1] or v[1] ~= tenant then return { 'not_found', 0, 0, '', 0 } end
+if not v[1] or v[1] ~= tenant then return { 'not_found', 0, 0, 0 } end
 local dmac = v[7] or ''
 local lk
 if lockBase ~= '' and dmac ~= '' then
   lk = lock_keys(lockBase, tenant, dmac)
   -- Too many wrong codes across this destination's verifications: refuse guesses for a while.
   local locked = redis.call('PTTL', lk.locked)
-  if locked > 0 then return { 'locked', 0, 0, dmac, locked } end
+  if locked > 0 then return { 'locked', 0, 0, locked } end
 end
 -- A wrong code (this attempt's, or one past the limit) counts towards the destination's lockout.
 local function wrong()
@@ -160,13 +160,13 @@ end
 local status, expiresAt, attempts, maxAttempts = v[2], tonumber(v[3]), tonumber(v[4]), tonumber(v[5])
 if status == 'pending' and now >= expiresAt then
   finish('expired', now, retention)
-  return { 'expired', 0, 1, dmac, 0, ending() }
+  return { 'expired', 0, 1, 0, ending() }
 end
 -- An approved verification is consumed: report it apart so the API can answer as for an unknown id.
-if status ~= 'pending' then return { status == 'approved' and 'consumed' or status, 0, 0, dmac, 0 } end
+if status ~= 'pending' then return { status == 'approved' and 'consumed' or status, 0, 0, 0 } end
 if attempts >= maxAttempts then
   finish('max_attempts', now, retention)
-  return { 'max_attempts', 0, 1, dmac, wrong(), ending() }
+  return { 'max_attempts', 0, 1, wrong(), ending() }
 end
 attempts = redis.call('HINCRBY', KEY, 'attempts', 1)
 -- A decoy (a silently refused create) was never sent: nothing the caller types can match it.
@@ -175,13 +175,13 @@ if not v[8] and redis.sha1hex(salt .. v[6]) == redis.sha1hex(salt .. candidate) 
   finish('approved', now, retention)
   -- A right code ends the run of consecutive wrong ones (the 24 h ceiling keeps counting).
   if lk then redis.call('DEL', lk.fails) end
-  return { 'approved', maxAttempts - attempts, 1, dmac, 0, ending() }
+  return { 'approved', maxAttempts - attempts, 1, 0, ending() }
 end
 if attempts >= maxAttempts then
   finish('max_attempts', now, retention)
-  return { 'max_attempts', 0, 1, dmac, wrong(), ending() }
+  return { 'max_attempts', 0, 1, wrong(), ending() }
 end
-return { 'pending', maxAttempts - attempts, 0, dmac, wrong() }
+return { 'pending', maxAttempts - attempts, 0, wrong() }
 `);
 
 /**

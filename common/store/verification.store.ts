@@ -75,8 +75,6 @@ export interface CheckResult {
   attemptsRemaining: number;
   /** True when this very check ended the verification (approved, max_attempts, expired). */
   ended: boolean;
-  /** The destination's MAC ('' for an unknown id). */
-  destinationMac: string;
   /**
    * How long the destination stays locked: when `locked` (nothing was counted), or when this
    * wrong code locked it; otherwise 0.
@@ -401,10 +399,9 @@ export class VerificationStore {
       status: str(reply[0]) as CheckStatus,
       attemptsRemaining: num(reply[1]),
       ended: num(reply[2]) === 1,
-      destinationMac: str(reply[3]),
-      lockMs: num(reply[4]),
+      lockMs: num(reply[3]),
     };
-    if (result.ended && reply.length >= 12) result.ending = parseEnding(reply, 5);
+    if (result.ended && reply.length >= 11) result.ending = parseEnding(reply, 4);
     return result;
   }
 

@@ -237,7 +237,6 @@ describe('VerificationStore.check', () => {
         status: 'approved',
         attemptsRemaining: MAX_ATTEMPTS - 1,
         ended: true,
-        destinationMac: DESTINATION_MAC,
         lockMs: 0,
         ending: ENDING,
       });
@@ -245,7 +244,6 @@ describe('VerificationStore.check', () => {
         status: 'consumed',
         attemptsRemaining: 0,
         ended: false,
-        destinationMac: DESTINATION_MAC,
         lockMs: 0,
       });
       const stored = await mustGet(store, id);
@@ -262,17 +260,16 @@ describe('VerificationStore.check', () => {
       const seen: CheckResult[] = [];
       for (let i = 0; i < MAX_ATTEMPTS; i += 1) seen.push(await store.check(id, TENANT, vault.mac(id, wrongCode(i)), T0 + 1_000 + i, LOCKOUT));
       assert.deepEqual(seen, [
-        { status: 'pending', attemptsRemaining: 4, ended: false, destinationMac: DESTINATION_MAC, lockMs: 0 },
-        { status: 'pending', attemptsRemaining: 3, ended: false, destinationMac: DESTINATION_MAC, lockMs: 0 },
-        { status: 'pending', attemptsRemaining: 2, ended: false, destinationMac: DESTINATION_MAC, lockMs: 0 },
-        { status: 'pending', attemptsRemaining: 1, ended: false, destinationMac: DESTINATION_MAC, lockMs: 0 },
-        { status: 'max_attempts', attemptsRemaining: 0, ended: true, destinationMac: DESTINATION_MAC, lockMs: 0, ending: ENDING },
+        { status: 'pending', attemptsRemaining: 4, ended: false, lockMs: 0 },
+        { status: 'pending', attemptsRemaining: 3, ended: false, lockMs: 0 },
+        { status: 'pending', attemptsRemaining: 2, ended: false, lockMs: 0 },
+        { status: 'pending', attemptsRemaining: 1, ended: false, lockMs: 0 },
+        { status: 'max_attempts', attemptsRemaining: 0, ended: true, lockMs: 0, ending: ENDING },
       ]);
       assert.deepEqual(await store.check(id, TENANT, vault.mac(id, CODE), T0 + 9_000, LOCKOUT), {
         status: 'max_attempts',
         attemptsRemaining: 0,
         ended: false,
-        destinationMac: DESTINATION_MAC,
         lockMs: 0,
       });
       const stored = await mustGet(store, id);
@@ -290,7 +287,6 @@ describe('VerificationStore.check', () => {
         status: 'expired',
         attemptsRemaining: 0,
         ended: true,
-        destinationMac: DESTINATION_MAC,
         lockMs: 0,
         ending: ENDING,
       });
@@ -298,7 +294,6 @@ describe('VerificationStore.check', () => {
         status: 'expired',
         attemptsRemaining: 0,
         ended: false,
-        destinationMac: DESTINATION_MAC,
         lockMs: 0,
       });
       const stored = await mustGet(store, id);
@@ -337,7 +332,6 @@ describe('VerificationStore.check', () => {
           status: 'not_found',
           attemptsRemaining: 0,
           ended: false,
-          destinationMac: '',
           lockMs: 0,
         });
       }
@@ -345,7 +339,6 @@ describe('VerificationStore.check', () => {
         status: 'not_found',
         attemptsRemaining: 0,
         ended: false,
-        destinationMac: '',
         lockMs: 0,
       });
       const stored = await mustGet(store, id);
@@ -357,7 +350,6 @@ describe('VerificationStore.check', () => {
         status: 'not_found',
         attemptsRemaining: 0,
         ended: false,
-        destinationMac: '',
         lockMs: 0,
       });
       assert.equal(await store.get(unknown), undefined, 'a check must not create a record');
@@ -367,7 +359,6 @@ describe('VerificationStore.check', () => {
         status: 'approved',
         attemptsRemaining: MAX_ATTEMPTS - 1,
         ended: true,
-        destinationMac: DESTINATION_MAC,
         lockMs: 0,
         ending: ENDING,
       });
@@ -378,7 +369,7 @@ describe('VerificationStore.check', () => {
     await withStore('check-bound', async ({ store }) => {
       const id = await seed(store);
       const result = await store.check(id, TENANT, vault.mac(newId(), CODE), T0 + 1_000, LOCKOUT);
-      assert.deepEqual(result, { status: 'pending', attemptsRemaining: MAX_ATTEMPTS - 1, ended: false, destinationMac: DESTINATION_MAC, lockMs: 0 });
+      assert.deepEqual(result, { status: 'pending', attemptsRemaining: MAX_ATTEMPTS - 1, ended: false, lockMs: 0 });
     });
   });
 
@@ -1055,7 +1046,6 @@ describe('VerificationStore.cancel', () => {
         status: 'canceled',
         attemptsRemaining: 0,
         ended: false,
-        destinationMac: DESTINATION_MAC,
         lockMs: 0,
       });
 
