@@ -11,10 +11,8 @@
  */
 import { Redis } from 'ioredis';
 import { fileURLToPath } from 'node:url';
-import { createCodeVault } from '../common/security/code-vault.js';
-import { createKeySpace } from '../common/store/keys.js';
 import { closedLoop } from './lib/closed-loop.js';
-import { AUTH, SECRET, StateTracker, createBody, deliverableNumber, newBasePrefix, startApiOnly, startEmbedded, type KurirSettings } from './lib/kurir.js';
+import { AUTH, StateTracker, createBody, deliverableNumber, newBasePrefix, openCodes, startApiOnly, startEmbedded, type KurirSettings } from './lib/kurir.js';
 import { scanKeys } from './lib/redis-memory.js';
 
 interface Tally {
@@ -88,9 +86,8 @@ async function main(): Promise<void> {
     let i = 0;
     await load(() => ({ path: `/v1/verifications/${ids[i++ % ids.length]}/check`, body: '{"code":"0000000000"}' }));
     print('check, wrong code', monitor.take(), n);
-    const vault = createCodeVault(SECRET);
-    const codes = new Map<string, string>();
-    for (const id of ids) codes.set(id, vault.open(id, (await redis.hget(createKeySpace(`${base}-api`).verification(id), 'codeSealed')) ?? ''));
+    const codes = await openCodes(redis, `${base}-api`, ids);
+    if (codes.size !== ids.length) throw new Error(`${ids.length - codes.size} verifications have no record to open their code from`);
     monitor.take();
     let j = 0;
     await load(() => {

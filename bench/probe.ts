@@ -13,10 +13,8 @@
 import { mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
-import { createCodeVault } from '../common/security/code-vault.js';
-import { createKeySpace } from '../common/store/keys.js';
 import { closedLoop } from './lib/closed-loop.js';
-import { AUTH, SECRET, createBody, deliverableNumber, newBasePrefix, startApiOnly, type KurirSettings } from './lib/kurir.js';
+import { AUTH, createBody, deliverableNumber, newBasePrefix, openCodes, startApiOnly, type KurirSettings } from './lib/kurir.js';
 import { scanKeys } from './lib/redis-memory.js';
 
 const CONNECTIONS = 32;
@@ -66,7 +64,6 @@ async function main(): Promise<void> {
   const deployment = await startApiOnly(settings, prefix);
   const [api] = deployment.processes;
   if (api === undefined) throw new Error('no api process');
-  const vault = createCodeVault(SECRET);
   const ids: string[] = [];
   const load = async (label: string, next: () => { path: string; body: string }, expectStatus: number, amount?: number) => {
     const cpuBefore = api.cpuSeconds();
@@ -99,18 +96,7 @@ async function main(): Promise<void> {
     let w = 0;
     if (profileFrom === 'check') api.startProfile();
     await load('check wrong', () => ({ path: `/v1/verifications/${wrong[w++ % wrong.length] ?? ''}/check`, body: JSON.stringify({ code: '000000' }) }), 200, Math.min(wrong.length * 10, 20_000));
-    const keys = createKeySpace(prefix);
-    const codes = new Map<string, string>();
-    for (let i = 0; i < right.length; i += 500) {
-      const batch = right.slice(i, i + 500);
-      const pipeline = redis.pipeline();
-      for (const id of batch) pipeline.hget(keys.verification(id), 'codeSealed');
-      const replies = (await pipeline.exec()) ?? [];
-      batch.forEach((id, k) => {
-        const sealed = replies[k]?.[1];
-        if (typeof sealed === 'string') codes.set(id, vault.open(id, sealed));
-      });
-    }
+    const codes = await openCodes(redis, prefix, right);
     const rightWithCodes = right.filter((id) => codes.has(id));
     let r = 0;
     if (profileFrom === 'right') api.startProfile();

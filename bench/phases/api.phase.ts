@@ -1,8 +1,6 @@
-import { createCodeVault } from '../../common/security/code-vault.js';
-import { createKeySpace } from '../../common/store/keys.js';
 import { closedLoop, type ClosedLoopResult } from '../lib/closed-loop.js';
 import { cpuWindow, type BenchContext, type CpuReport } from '../lib/context.js';
-import { AUTH, SECRET, createBody, deliverableNumber, startApiOnly } from '../lib/kurir.js';
+import { AUTH, createBody, deliverableNumber, openCodes, startApiOnly } from '../lib/kurir.js';
 import { classDelta, snapshotPrefix, usedMemory, type PrefixSnapshot } from '../lib/redis-memory.js';
 import type { Baselines } from './baselines.phase.js';
 
@@ -106,19 +104,7 @@ export async function measureApi(ctx: BenchContext, baselines: Baselines): Promi
     // Right codes: the other verifications, each checked once with its code (opened from Redis
     // with the bench's own secret, the way a send worker opens it for a fallback).
     const rightPool = ids.slice(wrongPool.length);
-    const vault = createCodeVault(SECRET);
-    const keys = createKeySpace(prefix);
-    const codes = new Map<string, string>();
-    for (let i = 0; i < rightPool.length; i += 1000) {
-      const batch = rightPool.slice(i, i + 1000);
-      const pipeline = ctx.redis.pipeline();
-      for (const id of batch) pipeline.hget(keys.verification(id), 'codeSealed');
-      const replies = (await pipeline.exec()) ?? [];
-      batch.forEach((id, j) => {
-        const sealed = replies[j]?.[1];
-        if (typeof sealed === 'string') codes.set(id, vault.open(id, sealed));
-      });
-    }
+    const codes = await openCodes(ctx.redis, prefix, rightPool);
     const rightIds = [...codes.keys()];
     let rightNext = 0;
     const right = () => {
